@@ -1,0 +1,22 @@
+# Every target sets itself up in .venv and skips the install when setup.py has not changed.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install test demo data
+
+install: $(INSTALLED)
+
+$(INSTALLED): setup.py
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q -e '.[test]'
+	touch $(INSTALLED)
+
+test: install
+	$(PYTHON) -m pytest -q -n 2 --durations=15 tests
+
+demo: install
+	$(PYTHON) tools/demo.py configs/quickstart/vit-tiny_synth_mtl.py
+
+data: install
+	$(PYTHON) tools/make_synth_data.py --out data/synth

@@ -1,0 +1,90 @@
+"""Heterogeneous multi-task data: several datasets, each labelling its own tasks."""
+import bisect
+
+from mmengine.dataset import BaseDataset
+from torch.utils.data import Dataset
+
+from modzoo.registry import DATASETS
+
+
+@DATASETS.register_module()
+class MultiTaskDataset(Dataset):
+    """Concatenates datasets ("sources") and tags every sample with the tasks its source labels.
+
+    Args:
+        sources (dict): ``name -> dict(tasks=[task names], dataset=dataset cfg or object)``.
+            A source labels one task (heterogeneous training: ImageNet for classification,
+            ADE20K for segmentation, ...) or several (NYUD-v2 for semseg, depth, normals).
+        synth_root (str, optional): SynthScenes folder the sources read from; it is generated
+            on first use when missing (rank 0 renders, the other ranks wait).
+
+    Each item is the source dataset's item with ``data_samples.tasks`` set. The
+    :class:`TaskBalancedSampler` draws every batch from one source.
+    """
+
+    def __init__(self, sources: dict, synth_root=None):
+        if not sources:
+            raise ValueError('MultiTaskDataset needs at least one entry in `sources`.')
+        if synth_root is not None:
+            from modzoo.datasets.synth import ensure_synth_data
+            ensure_synth_data(synth_root)
+        self.source_names = list(sources)
+        self.source_tasks, self.datasets = {}, []
+        for name, source in sources.items():
+            if not isinstance(source, dict) or 'tasks' not in source or 'dataset' not in source:
+                raise ValueError(f"source '{name}' must be dict(tasks=[...], dataset=...), "
+                                 f'got {source!r}')
+            dataset = source['dataset']
+            if isinstance(dataset, dict):
+                dataset = DATASETS.build(dataset)
+            if len(dataset) == 0:
+                raise ValueError(f"source '{name}' ({type(dataset).__name__}) is empty")
+            self.source_tasks[name] = tuple(source['tasks'])
+            self.datasets.append(dataset)
+        self.cumulative_sizes = []
+        total = 0
+        for dataset in self.datasets:
+            total += len(dataset)
+            self.cumulative_sizes.append(total)
+
+    @property
+    def tasks(self):
+        """All task names, in source order, each once."""
+        return tuple(dict.fromkeys(t for ts in self.source_tasks.values() for t in ts))
+
+    @property
+    def metainfo(self):
+        return dict(tasks=self.tasks, sources={
+            name: dict(tasks=self.source_tasks[name], **getattr(ds, 'metainfo', {}))
+            for name, ds in zip(self.source_names, self.datasets)})
+
+    def source_sizes(self):
+        return [len(ds) for ds in self.datasets]
+
+    def source_range(self, source_idx):
+        """Global indices ``range(start, stop)`` of one source."""
+        start = self.cumulative_sizes[source_idx - 1] if source_idx > 0 else 0
+        return range(start, self.cumulative_sizes[source_idx])
+
+    def locate(self, idx):
+        """Global index -> (source index, index inside that source)."""
+        if idx < 0:
+            idx += len(self)
+        source_idx = bisect.bisect_right(self.cumulative_sizes, idx)
+        start = self.cumulative_sizes[source_idx - 1] if source_idx > 0 else 0
+        return source_idx, idx - start
+
+    def __len__(self):
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, idx):
+        source_idx, local_idx = self.locate(idx)
+        item = self.datasets[source_idx][local_idx]
+        name = self.source_names[source_idx]
+        item['data_samples'].set_metainfo(dict(tasks=self.source_tasks[name], source=name))
+        return item
+
+    def full_init(self):
+        for ds in self.datasets:
+            if isinstance(ds, BaseDataset):
+                ds.full_init()

@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='modzoo',
+    version='0.1.0',
+    description='A modular multi-task vision model zoo',
+    packages=find_packages(include=['modzoo', 'modzoo.*']),
+    python_requires='>=3.9',
+    install_requires=[
+        'torch>=2.1',
+        'torchvision>=0.16',
+        'mmengine==0.10.7',
+        'mmcv-lite==2.2.0',
+        'timm>=1.0.9',
+        'fvcore>=0.1.5.post20221221',
+        'pycocotools>=2.0.7',
+        'einops>=0.7',
+        'safetensors>=0.4',
+        'numpy>=1.24',
+        'opencv-python-headless>=4.8',
+        'matplotlib>=3.7',
+        'tqdm>=4.65',
+        'scipy>=1.10',
+    ],
+    extras_require={'test': ['pytest>=7.4', 'pytest-xdist>=3.3', 'scikit-learn>=1.3']},
+)
