@@ -4,7 +4,8 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=2),
+    # resumes under torch.load(weights_only=True); written atomically
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 
@@ -22,3 +23,9 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)
+
+# heterogeneous batches train one task's head at a time: DDP must allow unused parameters
+find_unused_parameters = True
+
+# dropout/drop-path draw the same numbers after --resume as without the stop
+custom_hooks = [dict(type='RandomStateHook')]

@@ -1,9 +1,11 @@
 """Heterogeneous multi-task data: several datasets, each labelling its own tasks."""
 import bisect
+import os.path as osp
 
 from mmengine.dataset import BaseDataset
 from torch.utils.data import Dataset
 
+from modzoo.datasets.synth.ensure import ensure_synth_data
 from modzoo.registry import DATASETS
 
 
@@ -15,19 +17,22 @@ class MultiTaskDataset(Dataset):
         sources (dict): ``name -> dict(tasks=[task names], dataset=dataset cfg or object)``.
             A source labels one task (heterogeneous training: ImageNet for classification,
             ADE20K for segmentation, ...) or several (NYUD-v2 for semseg, depth, normals).
-        synth_root (str, optional): SynthScenes folder the sources read from; it is generated
-            on first use when missing (rank 0 renders, the other ranks wait).
+        data_root (str, optional): folder that relative ``data_root`` values of the sources
+            are joined to, so one override moves all of them.
+        synth_if_missing (bool): ``data_root`` is a SynthScenes folder; render it on first use
+            when it does not exist (rank 0 renders, the other ranks wait).
 
     Each item is the source dataset's item with ``data_samples.tasks`` set. The
     :class:`TaskBalancedSampler` draws every batch from one source.
     """
 
-    def __init__(self, sources: dict, synth_root=None):
+    def __init__(self, sources: dict, data_root=None, synth_if_missing=False):
         if not sources:
             raise ValueError('MultiTaskDataset needs at least one entry in `sources`.')
-        if synth_root is not None:
-            from modzoo.datasets.synth import ensure_synth_data
-            ensure_synth_data(synth_root)
+        if synth_if_missing:
+            if data_root is None:
+                raise ValueError('synth_if_missing=True needs the SynthScenes `data_root`')
+            ensure_synth_data(data_root)
         self.source_names = list(sources)
         self.source_tasks, self.datasets = {}, []
         for name, source in sources.items():
@@ -36,6 +41,9 @@ class MultiTaskDataset(Dataset):
                                  f'got {source!r}')
             dataset = source['dataset']
             if isinstance(dataset, dict):
+                dataset = dict(dataset)
+                if data_root is not None and not osp.isabs(dataset.get('data_root', '/')):
+                    dataset['data_root'] = osp.join(data_root, dataset['data_root'])
                 dataset = DATASETS.build(dataset)
             if len(dataset) == 0:
                 raise ValueError(f"source '{name}' ({type(dataset).__name__}) is empty")

@@ -1,0 +1,10 @@
+from .boundary import BoundaryMetric
+from .classification import Accuracy
+from .depth import DepthMetric
+from .multilabel import MultiLabelMetric
+from .normals import NormalMetric
+from .saliency import SaliencyMetric
+from .segmentation import IoUMetric
+
+__all__ = ['Accuracy', 'BoundaryMetric', 'DepthMetric', 'IoUMetric', 'MultiLabelMetric',
+           'NormalMetric', 'SaliencyMetric']

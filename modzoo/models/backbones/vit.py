@@ -1,0 +1,168 @@
+"""Plain Vision Transformer backbone: timm's ``VisionTransformer`` returning ``Features``.
+
+The parameter names are timm's (``patch_embed.proj``, ``blocks.{i}.attn.qkv``, ``norm``, ...),
+so any timm ViT state dict loads, and ``backbone.``-prefixed keys of a whole modzoo model
+are exactly timm's keys behind that prefix.
+"""
+import logging
+import os.path as osp
+from typing import Optional, Sequence, Union
+
+import torch
+from einops import rearrange
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from timm.models import checkpoint, load_state_dict
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+from modzoo.registry import MODELS
+from modzoo.structures import Features
+
+# embed_dim / depth / num_heads of timm's vit_{tiny,small,base,large}_patch16_*.
+ARCHS = {
+    'tiny': dict(embed_dim=192, depth=12, num_heads=3),
+    'small': dict(embed_dim=384, depth=12, num_heads=6),
+    'base': dict(embed_dim=768, depth=12, num_heads=12),
+    'large': dict(embed_dim=1024, depth=24, num_heads=16),
+}
+ARCH_KEYS = ('embed_dim', 'depth', 'num_heads', 'mlp_ratio')
+
+
+def _arch_settings(arch: Union[str, dict]) -> dict:
+    """The timm size arguments of a preset name or of a dict with ``ARCH_KEYS``."""
+    if isinstance(arch, str):
+        if arch not in ARCHS:
+            raise ValueError(f"ViT arch '{arch}' is not one of {sorted(ARCHS)} (or a dict).")
+        return dict(ARCHS[arch])
+    missing = {'embed_dim', 'depth', 'num_heads'} - set(arch)
+    unknown = set(arch) - set(ARCH_KEYS)
+    if missing or unknown:
+        raise ValueError(f'ViT arch dict {arch} must have keys embed_dim, depth, num_heads '
+                         f'(optional mlp_ratio); missing {sorted(missing)}, '
+                         f'unknown {sorted(unknown)}.')
+    return dict(arch)
+
+
+@MODELS.register_module()
+class ViT(VisionTransformer, BaseModule):
+    """ViT whose ``forward(x, task)`` returns multi-level NCHW maps and the class token.
+
+    Any input whose sides are multiples of ``patch_size`` is accepted: the position
+    embedding (stored at ``img_size``) is resampled on the fly (timm ``dynamic_img_size``).
+
+    Args:
+        arch: 'tiny' | 'small' | 'base' | 'large', or dict(embed_dim, depth, num_heads[,
+            mlp_ratio]).
+        img_size: size the position embedding is stored (and pretrained weights resampled) at.
+        patch_size: patch side p; maps have stride p.
+        in_channels: input image channels.
+        out_indices: blocks whose outputs become ``Features.maps`` (negative counts from the
+            end), returned shallow to deep.
+        final_norm: apply the final LayerNorm to the last block's map (when it is an output).
+            The class token is always taken after the final LayerNorm.
+        drop_path_rate: stochastic depth rate of the last block (linear decay rule).
+        qkv_bias: bias in the qkv projections.
+        with_cls_token: prepend a class token (``Features.cls_token`` is None without it).
+        pretrained: path of a timm ViT state dict (.pth/.safetensors); shorthand for
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
+        init_cfg: None or dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.']).
+            The checkpoint is loaded by ``init_weights()`` (the Runner calls it).
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'base',
+                 img_size: Union[int, Sequence[int]] = 224,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 final_norm: bool = True,
+                 drop_path_rate: float = 0.,
+                 qkv_bias: bool = True,
+                 with_cls_token: bool = True,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None):
+        # BaseModule sets init_cfg = None before timm's __init__ calls init_weights(), so
+        # construction always gives timm's random init.
+        super().__init__(
+            img_size=img_size, patch_size=patch_size, in_chans=in_channels, num_classes=0,
+            global_pool='', class_token=with_cls_token, qkv_bias=qkv_bias,
+            drop_path_rate=drop_path_rate, dynamic_img_size=True, **_arch_settings(arch))
+        depth = len(self.blocks)
+        indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
+        bad = [i for i in indices if not -depth <= i < depth]
+        if bad or not indices:
+            raise ValueError(f'ViT out_indices {out_indices} must be non-empty block indices in '
+                             f'[-{depth}, {depth - 1}] for depth {depth}.')
+        self.out_indices = tuple(sorted({i % depth for i in indices}))
+        self.norm_last_map = final_norm and self.out_indices[-1] == depth - 1
+
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('ViT takes either pretrained or init_cfg, not both; '
+                                 f'got pretrained={pretrained!r}, init_cfg={init_cfg}.')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        if init_cfg is not None and (not isinstance(init_cfg, dict)
+                                     or init_cfg.get('type') != 'Pretrained'
+                                     or 'checkpoint' not in init_cfg):
+            raise ValueError(f'ViT init_cfg must be None or dict(type=\'Pretrained\', '
+                             f'checkpoint=PATH[, prefix=...]); got {init_cfg}.')
+        self.init_cfg = init_cfg
+
+    def init_weights(self, mode: str = '', needs_reset: bool = True) -> None:
+        """timm's random init, or load the ``init_cfg`` checkpoint when one is configured."""
+        if self.init_cfg is None:
+            super().init_weights(mode, needs_reset)
+            return
+        self.load_timm_checkpoint(self.init_cfg['checkpoint'], self.init_cfg.get('prefix'))
+        self._is_init = True
+
+    def load_timm_checkpoint(self, path: str, prefix: Optional[str] = None) -> None:
+        """Load a timm ViT state dict (optionally under 'model'/'state_dict', EMA weights
+        preferred as timm does, or behind a key ``prefix``) through timm's
+        ``checkpoint_filter_fn``: the position embedding is resampled to ``img_size`` and the
+        patch embedding to ``patch_size``. Classifier keys (``head.*``) are dropped; other
+        unexpected keys are logged; missing keys raise."""
+        if not osp.isfile(path):
+            raise FileNotFoundError(f"ViT pretrained checkpoint '{path}' does not exist.")
+        state_dict = load_state_dict(path, weights_only=True)
+        if prefix:
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
+                          if k.startswith(prefix)}
+            if not state_dict:
+                raise KeyError(f"ViT pretrained checkpoint '{path}' has no key starting with "
+                               f"prefix '{prefix}'.")
+        state_dict = checkpoint_filter_fn(state_dict, self)
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith('head.')}
+        try:
+            missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        except RuntimeError as err:
+            raise RuntimeError(f"ViT pretrained checkpoint '{path}' does not fit: {err}") from err
+        if missing:
+            raise KeyError(f"ViT pretrained checkpoint '{path}' lacks backbone keys {missing}.")
+        if unexpected:
+            print_log(f"ViT pretrained checkpoint '{path}': unused keys {unexpected}",
+                      logger='current', level=logging.WARNING)
+        print_log(f"ViT loaded pretrained weights from '{path}'", logger='current')
+
+    def forward(self, x: torch.Tensor, task: Optional[str] = None) -> Features:
+        """x [B, C_in, H, W], H and W multiples of p (``task`` is unused by a plain ViT).
+
+        Returns Features(maps=tuple of [B, D, H/p, W/p] per out index, cls_token=[B, D] or
+        None, aux_losses=None). The maps are views of the token tensors (no copies).
+        """
+        x = self.patch_embed(x)                                    # [B, h, w, D]
+        h = x.shape[1]
+        x = self.norm_pre(self.patch_drop(self._pos_embed(x)))     # [B, T + h * w, D]
+        levels = []
+        for i, block in enumerate(self.blocks):
+            x = checkpoint(block, x) if self.grad_checkpointing else block(x)
+            if i in self.out_indices:
+                levels.append(x)
+        if self.norm_last_map:
+            x = levels[-1] = self.norm(x)
+            cls_token = x[:, 0] if self.has_class_token else None
+        else:
+            cls_token = self.norm(x[:, 0]) if self.has_class_token else None
+        maps = tuple(rearrange(t[:, self.num_prefix_tokens:], 'b (h w) d -> b d h w', h=h)
+                     for t in levels)
+        return Features(maps=maps, cls_token=cls_token)
