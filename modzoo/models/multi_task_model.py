@@ -16,7 +16,8 @@ class MultiTaskModel(BaseModel):
             ``task_conditioned`` attribute is True (task-routed MoE) runs once per task of a
             batch; any other runs once per batch.
         heads (dict): ``task name -> head cfg``.
-        neck (dict, optional): called as ``neck(features, task)``.
+        neck (dict, optional): called as ``neck(features, tasks)`` with the tasks that share
+            those backbone features; returns ``{task: Features}``.
         loss_weights (dict, optional): ``task name -> weight`` (default 1).
         data_preprocessor (dict, optional): e.g. ``ImgDataPreprocessor`` with mean/std.
 
@@ -53,19 +54,22 @@ class MultiTaskModel(BaseModel):
         Returns ``({task: Features}, aux_losses)``; auxiliary losses are summed over the
         backbone and neck runs, each run counted once.
         """
-        feats, aux, shared = {}, defaultdict(float), None
-        for task in tasks:
-            if task not in self.heads:
-                raise KeyError(f"samples are labelled for task '{task}' but the model has no "
-                               f'head for it; heads: {list(self.heads)}')
-            runs = []
-            if self._routes_tasks or shared is None:
-                shared = self.backbone(inputs, task if self._routes_tasks else None)
-                runs.append(shared)
-            feats[task] = shared
-            if self.neck is not None:
-                feats[task] = self.neck(shared, task)
-                runs.append(feats[task])
+        unknown = [t for t in tasks if t not in self.heads]
+        if unknown:
+            raise KeyError(f'samples are labelled for task(s) {unknown} but the model has no '
+                           f'head for them; heads: {list(self.heads)}')
+        # a task-routed backbone runs once per task, any other once for all of them
+        groups = [(t, ) for t in tasks] if self._routes_tasks else [tuple(tasks)]
+        feats, aux = {}, defaultdict(float)
+        for group in groups:
+            shared = self.backbone(inputs, group[0] if self._routes_tasks else None)
+            runs = [shared]
+            if self.neck is None:
+                feats.update((t, shared) for t in group)
+            else:
+                by_task = self.neck(shared, group)
+                feats.update(by_task)
+                runs.extend(by_task[t] for t in group)
             for run in runs:
                 for name, value in (run.aux_losses or {}).items():
                     aux[name] = aux[name] + value

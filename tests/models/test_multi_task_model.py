@@ -92,7 +92,7 @@ def test_mixed_batch_is_grouped_and_predict_fills_each_task():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(KeyError, match="no head for it"):
+    with pytest.raises(KeyError, match="no head for them"):
         build()(torch.randn(1, 3, 4, 4), samples([('c',)]), mode='loss')
     with pytest.raises(KeyError, match='loss_weights names tasks without a head'):
         build(loss_weights=dict(z=1.0))
