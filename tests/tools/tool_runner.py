@@ -1,0 +1,38 @@
+"""Run the command-line tools the way a user does, on small configs."""
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+QUICKSTART = os.path.join(REPO, 'configs', 'quickstart', 'vit-tiny_synth_mtl.py')
+
+
+def tiny_config(tmp_path, data_root, max_iters=6, base=QUICKSTART):
+    """A config file that runs ``base`` on ``data_root`` for ``max_iters`` small steps."""
+    path = tmp_path / 'tiny_cfg.py'
+    path.write_text(f'''
+_base_ = [{base!r}]
+max_iters = {max_iters}
+train_dataloader = dict(batch_size=4, num_workers=1, persistent_workers=False,
+                        dataset=dict(data_root={data_root!r}))
+val_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root={data_root!r}))
+test_dataloader = val_dataloader
+param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters)]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=max_iters // 2, max_keep_ckpts=-1))
+''')
+    return str(path)
+
+
+def run_tool(*args, nproc=None, timeout=300):
+    """Run a tools/ script (or torchrun of it) from the repo root; fail with its output."""
+    cmd = [sys.executable, *args] if nproc is None else [
+        sys.executable, '-m', 'torch.distributed.run', '--standalone',
+        f'--nproc_per_node={nproc}', *args]
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f'{cmd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}'
+    return proc
