@@ -19,6 +19,7 @@ from modzoo.datasets.synth import (INSTANCE_CLASSES, OBJECT_CLASSES, PART_CLASSE
 from modzoo.datasets.synth import generate as generate_module
 from modzoo.datasets.synth.captions import describe
 from modzoo.datasets.synth.render import render
+from modzoo.datasets.synth.writers import NYUD_MAX_DEPTH
 from modzoo.datasets.synth.scene import (CAMERA_HEIGHT, CAMERA_PITCH_DEG, FIGURE, FOV_DEG,
                                          Primitive, Scene, SceneObject)
 
@@ -257,10 +258,12 @@ def test_nyud_layout(synth):
         np.testing.assert_array_equal(seg - 1, rendering.semantic)
         depth = np.load(osp.join(nyud, 'depth', f'{sid}.npy'))
         assert depth.dtype == np.float32 and depth.shape == (SIZE, SIZE)
-        np.testing.assert_array_equal(depth, rendering.depth)
+        # a depth sensor's range: nothing beyond NYUD_MAX_DEPTH
+        np.testing.assert_array_equal(
+            depth, np.where(rendering.depth <= NYUD_MAX_DEPTH, rendering.depth, 0))
         png = read(osp.join(nyud, 'normals', f'{sid}.png'))
         assert png.dtype == np.uint8 and png.shape == (SIZE, SIZE, 3)
-        valid = depth > 0
+        valid = rendering.depth > 0  # everything but the sky has a normal
         assert np.all(png[~valid] == 0)
         decoded = png[valid] * (2 / 255) - 1
         assert np.abs(decoded - rendering.normal[valid]).max() <= 1 / 255 + 1e-6

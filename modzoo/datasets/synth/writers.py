@@ -25,6 +25,9 @@ ADE_SPLITS = {'train': 'training', 'val': 'validation'}
 VOC_ROOT = 'voc/VOCdevkit/VOC2007'
 PERSON_CLASS_IND = 15   # PASCAL VOC index of 'person', what PASCAL-Part loaders look for
 _MAT_HEADER = b'MATLAB 5.0 MAT-file, written by modzoo SynthScenes'.ljust(116)
+# Like a depth sensor, NYUD depth has a range: farther ground (toward the horizon) is 0, no
+# depth. Without it a few horizon pixels at 100+ m would dominate the depth loss and RMSE.
+NYUD_MAX_DEPTH = 20.0
 
 
 def make_dirs(root):
@@ -92,12 +95,14 @@ def write_ade20k(root, split, sid, jpeg, rendering):
 
 
 def write_nyud(root, sid, rendering):
-    """NYUD-v2 (ATRC copy): RGB png, label+1 png, depth npy, normals png, edge png."""
+    """NYUD-v2 (ATRC copy): RGB png, label+1 png, depth npy (0 beyond ``NYUD_MAX_DEPTH``),
+    normals png, edge png."""
     nyud = osp.join(root, 'nyud')
     _write(osp.join(nyud, 'images', f'{sid}.png'), _encode('.png', rendering.image))
     _write(osp.join(nyud, 'segmentation', f'{sid}.png'), _encode('.png', rendering.semantic + 1))
     with open(osp.join(nyud, 'depth', f'{sid}.npy'), 'wb') as f:
-        np.save(f, rendering.depth)
+        np.save(f, np.where(rendering.depth <= NYUD_MAX_DEPTH, rendering.depth, 0)
+                .astype(np.float32))
     _write(osp.join(nyud, 'normals', f'{sid}.png'), _encode('.png', _normal_png(rendering.normal)))
     _write(osp.join(nyud, 'edge', f'{sid}.png'), _encode('.png', rendering.edge * 255))
 
