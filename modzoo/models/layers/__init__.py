@@ -1,0 +1,15 @@
+"""Building blocks of backbones: mixture-of-experts routing, dispatch and layers; MULTI-LANE
+selectors and prefix prompts."""
+from .mixture_of_attention import MixtureOfAttentionHeads
+from .moe_dispatch import DispatchPlan, combine, dispatch, grouped_linear, plan_dispatch
+from .moe_losses import MoEAuxLoss, MutualInformationLoss, sum_aux_losses
+from .moe_mlp import MoEMlp
+from .moe_router import Routing, TaskRouter
+from .prefix_prompts import PrefixPrompts, prefix_attention
+from .summarizer import PatchSelectors, summarize
+
+__all__ = [
+    'DispatchPlan', 'MixtureOfAttentionHeads', 'MoEAuxLoss', 'MoEMlp', 'MutualInformationLoss',
+    'Routing', 'TaskRouter', 'combine', 'dispatch', 'grouped_linear', 'plan_dispatch',
+    'sum_aux_losses', 'PrefixPrompts', 'prefix_attention', 'PatchSelectors', 'summarize'
+]

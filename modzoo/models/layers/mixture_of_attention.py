@@ -1,0 +1,113 @@
+"""Mixture of attention heads (MoA, Mod-Squad ``MoETaskAttention``)."""
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from modzoo.registry import MODELS
+from .moe_dispatch import (dispatch, combine, expert_capacity, from_slots, grouped_linear,
+                           plan_dispatch, to_slots)
+from .moe_losses import MoEAuxLoss
+from .moe_router import TaskRouter, TaskSpec
+
+
+@MODELS.register_module()
+class MixtureOfAttentionHeads(nn.Module):
+    """Self-attention whose heads are routed experts, with one shared key/value head.
+
+    Each token picks k = ``num_heads`` of E attention experts. Expert e owns a query
+    projection Wq_e [D, d] and an output projection Wo_e [d, D] (no biases); one shared
+    ``kv`` Linear(D, 2d) gives the single key and value head that every query attends
+    (multi-query attention). For a token x that picked experts e_1..e_k with gates g_j:
+
+        q_j = x Wq_{e_j},   h_j = softmax(q_j K^T / sqrt(d)) V,   out = sum_j g_j h_j Wo_{e_j}
+
+    where K, V [N, d] come from all N tokens of the image. There is no other output
+    projection.
+
+    Args:
+        embed_dims: token width D.
+        num_experts: E attention experts.
+        num_heads: heads per token k (the router's top-k).
+        head_dims: d (default D // num_heads; the Mod-Squad "twice" models use 2D // heads).
+        tasks, shared_router, renormalize, noisy_gating: see :class:`TaskRouter`.
+        capacity_factor: None for dropless; see :class:`MoEMlp` (a dropped head adds
+            nothing to its token).
+        mi_weight, balance_weight, z_weight, mi_momentum: see :class:`MoEAuxLoss`.
+        kv_bias: bias of the key/value projection.
+        attn_drop, proj_drop: dropout on the attention weights and on the output.
+        router_init_std: see ``TaskRouter(init_std=...)``.
+
+    Parameters: ``q_weight`` [E, D, d], ``out_weight`` [E, d, D], ``kv`` Linear(D, 2d).
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_experts: int = 24,
+                 num_heads: int = 12,
+                 head_dims: Optional[int] = None,
+                 tasks: Union[int, Sequence[str]] = 1,
+                 shared_router: bool = False,
+                 renormalize: bool = True,
+                 noisy_gating: bool = False,
+                 capacity_factor: Optional[float] = None,
+                 mi_weight: float = 0.0,
+                 balance_weight: float = 0.0,
+                 z_weight: float = 0.0,
+                 mi_momentum: float = 0.99,
+                 kv_bias: bool = True,
+                 attn_drop: float = 0.0,
+                 proj_drop: float = 0.0,
+                 router_init_std: float = 0.02):
+        super().__init__()
+        self.router = TaskRouter(embed_dims, num_experts, num_heads, tasks, shared_router,
+                                 renormalize, noisy_gating, init_std=router_init_std)
+        self.aux_loss = MoEAuxLoss(self.router.num_tasks, num_experts, mi_weight,
+                                   balance_weight, z_weight, mi_momentum)
+        self.num_experts = num_experts
+        self.num_heads = num_heads
+        self.head_dims = head_dims or embed_dims // num_heads
+        self.capacity_factor = capacity_factor
+        self.q_weight = nn.Parameter(torch.empty(num_experts, embed_dims, self.head_dims))
+        self.out_weight = nn.Parameter(torch.empty(num_experts, self.head_dims, embed_dims))
+        self.kv = nn.Linear(embed_dims, 2 * self.head_dims, bias=kv_bias)
+        self.attn_drop = attn_drop
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """timm ViT init: weights trunc-normal std 0.02, biases 0."""
+        for weight in (self.q_weight, self.out_weight, self.kv.weight):
+            nn.init.trunc_normal_(weight, std=0.02)
+        if self.kv.bias is not None:
+            nn.init.zeros_(self.kv.bias)
+
+    def forward(self, x: Tensor, task: TaskSpec = None) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """``x`` [B, N, D] of one task -> (output [B, N, D], aux losses), as ``MoEMlp``."""
+        if x.dim() != 3:
+            raise ValueError(f'MixtureOfAttentionHeads expects tokens [B, N, D], got '
+                             f'shape {tuple(x.shape)}')
+        batch, num_tokens, _ = x.shape
+        k, d = self.num_heads, self.head_dims
+        tokens = x.reshape(batch * num_tokens, -1)
+        routing = self.router(tokens, task)
+        capacity = None if self.capacity_factor is None else expert_capacity(
+            tokens.shape[0], self.num_experts, k, self.capacity_factor)
+        plan = plan_dispatch(routing.topk_experts, routing.topk_gates, self.num_experts,
+                             capacity)
+        q = grouped_linear(dispatch(tokens, plan), plan, self.q_weight)  # [P, d]
+        # Every (token, head) query attends the same single key/value head, so the N * k
+        # queries of an image form one attention call: [B, 1, N * k, d].
+        q = to_slots(q, plan, tokens.shape[0] * k).view(batch, 1, num_tokens * k, d)
+        key, value = self.kv(x).unsqueeze(1).chunk(2, dim=-1)  # [B, 1, N, d] each
+        heads = F.scaled_dot_product_attention(
+            q, key, value, dropout_p=self.attn_drop if self.training else 0.0)
+        heads = from_slots(heads.reshape(-1, d), plan)  # [P, d]
+        out = combine(grouped_linear(heads, plan, self.out_weight), plan, tokens.shape[0])
+        out = self.proj_drop(out).view(batch, num_tokens, -1)
+        return out, self.aux_loss(routing)
+
+    def extra_repr(self) -> str:
+        return (f'num_experts={self.num_experts}, num_heads={self.num_heads}, '
+                f'head_dims={self.head_dims}, capacity_factor={self.capacity_factor}')

@@ -1,0 +1,123 @@
+"""Sort-based dispatch and combine for mixture-of-experts layers.
+
+S tokens each pick k experts: S * k (token, slot) pairs. ``plan_dispatch`` sorts the pairs
+by expert (dropping those past an expert's capacity), so each expert's rows are one
+contiguous group. ``grouped_linear`` multiplies every group by its expert's weight in one
+grouped GEMM (``F.grouped_mm``: a CUTLASS kernel for bf16 on recent GPUs, a per-expert
+``mm`` loop elsewhere), and ``combine`` adds each pair's output, times its gate, back to its
+token with ``index_add_``. Nothing of size tokens x experts x capacity is ever built.
+
+Why jagged groups rather than a padded [E, C, D] capacity buffer and ``bmm`` (Tutel's
+layout): the buffer computes E * max(counts) rows for P = sum(counts), and a batch of one
+task, whose router favours a few experts, is far from balanced. Measured with
+``tools/analysis/benchmark_moe.py`` on CPU, one thread, load max/mean 1.2: the padded
+``bmm`` is ~1.2x slower. (With two threads on a busy 2-core machine it was faster: on CPU
+each expert's ``mm`` is its own parallel region, and the idle-core waits add up.)
+"""
+import math
+from typing import List, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class DispatchPlan(NamedTuple):
+    """The P kept (token, slot) pairs, grouped by expert.
+
+    pair_idx:   [P] long, index of each pair among the token-major slots [S * k]
+    token_idx:  [P] long, the token of each pair (``pair_idx // k``)
+    expert_idx: [P] long, the expert of each pair (non-decreasing)
+    gates:      [P] fp32, the combine weight of each pair
+    counts:     E ints, pairs per expert (the group sizes, in expert order)
+    offsets:    [E] int32, the end row of each expert's group
+    """
+    pair_idx: Tensor
+    token_idx: Tensor
+    expert_idx: Tensor
+    gates: Tensor
+    counts: List[int]
+    offsets: Tensor
+
+
+def expert_capacity(num_tokens: int, num_experts: int, top_k: int,
+                    capacity_factor: float) -> int:
+    """Pairs one expert may take: ceil(capacity_factor * S * k / E)."""
+    if capacity_factor <= 0:
+        raise ValueError(f'capacity_factor must be > 0, got {capacity_factor}')
+    return max(1, math.ceil(capacity_factor * num_tokens * top_k / num_experts))
+
+
+def plan_dispatch(topk_experts: Tensor, topk_gates: Tensor, num_experts: int,
+                  capacity: Optional[int] = None) -> DispatchPlan:
+    """Sort the pairs of ``topk_experts`` [S, k] by expert.
+
+    With a ``capacity``, an expert keeps its first ``capacity`` pairs, all first choices
+    ranking before second choices and tokens in order within a choice (GShard priority);
+    the other pairs are dropped. Without one, every pair is kept (dropless).
+    """
+    num_tokens, k = topk_experts.shape
+    slot_major = topk_experts.t().reshape(-1)  # [k * S]
+    expert_idx, order = slot_major.sort(stable=True)
+    counts = torch.bincount(slot_major, minlength=num_experts)
+    pair_idx = (order % num_tokens) * k + order // num_tokens
+    if capacity is not None:
+        starts = counts.cumsum(0) - counts
+        rank = torch.arange(order.numel(), device=order.device) - starts[expert_idx]
+        keep = rank < capacity
+        pair_idx, expert_idx = pair_idx[keep], expert_idx[keep]
+        counts = counts.clamp(max=capacity)
+    return DispatchPlan(pair_idx=pair_idx,
+                        token_idx=pair_idx // k,
+                        expert_idx=expert_idx,
+                        gates=topk_gates.reshape(-1)[pair_idx],
+                        counts=counts.tolist(),
+                        offsets=counts.cumsum(0).to(torch.int32))
+
+
+def dispatch(x: Tensor, plan: DispatchPlan) -> Tensor:
+    """Gather the token of every pair: [S, D] -> [P, D]."""
+    return x.index_select(0, plan.token_idx)
+
+
+def combine(y: Tensor, plan: DispatchPlan, num_tokens: int) -> Tensor:
+    """Sum the pairs' outputs times their gates per token: [P, D] -> [S, D]."""
+    weighted = y * plan.gates.to(y.dtype).unsqueeze(-1)
+    return y.new_zeros(num_tokens, y.shape[-1]).index_add_(0, plan.token_idx, weighted)
+
+
+def to_slots(y: Tensor, plan: DispatchPlan, num_slots: int) -> Tensor:
+    """Put each pair's row at its slot: [P, C] -> [S * k, C] (dropped slots are zero)."""
+    return y.new_zeros(num_slots, y.shape[-1]).index_copy(0, plan.pair_idx, y)
+
+
+def from_slots(y: Tensor, plan: DispatchPlan) -> Tensor:
+    """Read the kept slots in expert order: [S * k, C] -> [P, C]."""
+    return y.index_select(0, plan.pair_idx)
+
+
+def grouped_linear(x: Tensor, plan: DispatchPlan, weight: Tensor,
+                   bias: Optional[Tensor] = None) -> Tensor:
+    """Multiply each expert's rows by its weight: [P, K] @ [E, K, N] (+ [E, N]) -> [P, N].
+
+    Follows autocast: under ``torch.autocast`` the product runs in the autocast dtype,
+    as ``nn.Linear`` would.
+    """
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    x, weight = x.to(dtype), weight.to(dtype)
+    if _grouped_mm_supported(x, weight):
+        y = F.grouped_mm(x, weight, offs=plan.offsets)
+    else:
+        y = torch.cat([xi @ wi for xi, wi in zip(x.split(plan.counts), weight.unbind(0))])
+    if bias is not None:
+        y = y + bias.to(dtype).index_select(0, plan.expert_idx)
+    return y
+
+
+def _grouped_mm_supported(x: Tensor, weight: Tensor) -> bool:
+    """``F.grouped_mm`` takes fp32/bf16 operands whose strides are multiples of 16 bytes."""
+    if not hasattr(F, 'grouped_mm') or x.dtype not in (torch.float32, torch.bfloat16):
+        return False
+    align = 16 // x.element_size()
+    return all(s == 1 or s % align == 0 for t in (x, weight) for s in t.stride())

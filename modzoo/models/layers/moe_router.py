@@ -1,0 +1,148 @@
+"""Task-conditioned top-k routing for mixture-of-experts layers (Mod-Squad ``TaskMoE`` gate).
+
+One bias-free linear router per task (or one shared by all tasks) maps each token to
+logits over E experts; the k most probable experts serve the token. The router runs in
+fp32 (fp64 for fp64 inputs), whatever the autocast or parameter dtype.
+"""
+from typing import NamedTuple, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+TaskSpec = Union[int, str, None]
+
+
+class Routing(NamedTuple):
+    """What a router decides for S tokens (all fp32, or fp64 for fp64 inputs, but indices).
+
+    logits:       [S, E] router logits (noise included when training with noisy gating)
+    probs:        [S, E] softmax of ``logits``
+    topk_experts: [S, k] long, the experts each token uses, most probable first
+    topk_gates:   [S, k] combine weights (``probs`` of those experts, renormalised to sum
+                  to 1 when the router renormalises)
+    task:         index of the task the tokens belong to
+    """
+    logits: Tensor
+    probs: Tensor
+    topk_experts: Tensor
+    topk_gates: Tensor
+    task: int
+
+
+def resolve_tasks(tasks: Union[int, Sequence[str]]) -> tuple:
+    """Task names from a count (``3`` -> ``('0', '1', '2')``) or a list of names."""
+    if isinstance(tasks, int):
+        if tasks < 1:
+            raise ValueError(f'tasks must be a positive count or a list of names, got {tasks}')
+        return tuple(str(i) for i in range(tasks))
+    names = tuple(tasks)
+    if not names or len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f'tasks must be a non-empty list of distinct names, got {tasks!r}')
+    return names
+
+
+class TaskRouter(nn.Module):
+    """Top-k gate with one router per task.
+
+    Args:
+        embed_dims: token width D.
+        num_experts: number of experts E.
+        top_k: experts per token k (1 <= k <= E).
+        tasks: number of tasks or their names; ``forward(x, task)`` picks the router by
+            name or index.
+        shared: one router for all tasks (usage is still counted per task).
+        renormalize: divide the top-k probabilities by their sum (Mod-Squad does not).
+        noisy_gating: in training only, add N(0, 1) * (softplus(x W_noise) + noise_eps) to
+            the logits (Shazeer et al. 2017). Evaluation routes on the clean logits.
+        noise_eps: minimum noise std.
+        init_std: std of the truncated-normal router init (0 gives the zero init of the
+            Mod-Squad constructor; its timm ``_init_weights`` re-initialises to std 0.02).
+
+    Buffers:
+        usage: [T, E] long, how many tokens each task sent to each expert (top-k choices,
+            counted in training and evaluation; ``usage.zero_()`` resets it).
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_experts: int,
+                 top_k: int,
+                 tasks: Union[int, Sequence[str]] = 1,
+                 shared: bool = False,
+                 renormalize: bool = True,
+                 noisy_gating: bool = False,
+                 noise_eps: float = 1e-2,
+                 init_std: float = 0.02):
+        super().__init__()
+        if not 1 <= top_k <= num_experts:
+            raise ValueError(f'top_k must be between 1 and num_experts, got top_k={top_k} '
+                             f'and num_experts={num_experts}')
+        self.num_experts = num_experts
+        self.top_k = top_k
+        self.task_names = resolve_tasks(tasks)
+        self.shared = shared
+        self.renormalize = renormalize
+        self.noise_eps = noise_eps
+        num_routers = 1 if shared else len(self.task_names)
+        self.weight = nn.Parameter(torch.empty(num_routers, num_experts, embed_dims))
+        self.noise_weight = (nn.Parameter(torch.empty(num_routers, num_experts, embed_dims))
+                             if noisy_gating else None)
+        self.register_buffer('usage', torch.zeros(len(self.task_names), num_experts,
+                                                  dtype=torch.long))
+        self.init_std = init_std
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for weight in (self.weight, self.noise_weight):
+            if weight is None:
+                continue
+            if self.init_std > 0:
+                nn.init.trunc_normal_(weight, std=self.init_std)
+            else:
+                nn.init.zeros_(weight)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_names)
+
+    def task_index(self, task: TaskSpec) -> int:
+        """Index of ``task`` (a name, an index, or None for a single-task router)."""
+        if task is None:
+            if self.num_tasks == 1:
+                return 0
+            raise ValueError(f'task is required: this layer routes the tasks '
+                             f'{list(self.task_names)}')
+        if isinstance(task, str):
+            if task not in self.task_names:
+                raise KeyError(f"unknown task '{task}': this layer routes the tasks "
+                               f'{list(self.task_names)}')
+            return self.task_names.index(task)
+        if isinstance(task, int) and 0 <= task < self.num_tasks:
+            return task
+        raise KeyError(f'task index {task!r} out of range: this layer routes '
+                       f'{self.num_tasks} tasks {list(self.task_names)}')
+
+    def forward(self, x: Tensor, task: TaskSpec = None) -> Routing:
+        """Route tokens ``x`` [S, D] of one task."""
+        t = self.task_index(task)
+        r = 0 if self.shared else t
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(dtype)
+            logits = F.linear(x, self.weight[r].to(dtype))
+            if self.noise_weight is not None and self.training:
+                std = F.softplus(F.linear(x, self.noise_weight[r].to(dtype))) + self.noise_eps
+                logits = logits + torch.randn_like(logits) * std
+            probs = logits.softmax(dim=-1)
+            gates, experts = probs.topk(self.top_k, dim=-1)
+            if self.renormalize:
+                gates = gates / gates.sum(dim=-1, keepdim=True)
+        with torch.no_grad():
+            self.usage[t] += torch.bincount(experts.flatten(), minlength=self.num_experts)
+        return Routing(logits, probs, experts, gates, t)
+
+    def extra_repr(self) -> str:
+        return (f'tasks={list(self.task_names)}, num_experts={self.num_experts}, '
+                f'top_k={self.top_k}, shared={self.shared}, renormalize={self.renormalize}, '
+                f'noisy_gating={self.noise_weight is not None}')

@@ -1,0 +1,38 @@
+"""tools/analysis/benchmark_moe.py: its baselines compute what ``MoEMlp`` computes."""
+import importlib.util
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from modzoo.models.layers.moe_mlp import MoEMlp
+
+SCRIPT = Path(__file__).resolve().parents[3] / 'tools' / 'analysis' / 'benchmark_moe.py'
+spec = importlib.util.spec_from_file_location('benchmark_moe', SCRIPT)
+benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark)
+
+
+def _outputs_and_grads(module, x):
+    out = module(x)
+    out = out[0] if isinstance(out, tuple) else out
+    params = [p for p in module.parameters() if p.requires_grad]
+    return [out] + list(torch.autograd.grad(out.square().sum(), [x] + params))
+
+
+def test_reference_and_padded_designs_match_moe_mlp():
+    torch.manual_seed(0)
+    moe = MoEMlp(16, num_experts=4, top_k=2, hidden_dims=32, router_init_std=1.0)
+    x = torch.randn(2, 9, 16, requires_grad=True)
+    expected = _outputs_and_grads(moe, x)
+    for design in (benchmark.ReferenceMoEMlp(moe), benchmark.PaddedBmmMoEMlp(moe)):
+        for got, want in zip(_outputs_and_grads(design, x), expected):
+            assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_mlp_benchmark_runs_on_tiny_sizes():
+    result = benchmark.benchmark_mlp(torch.device('cpu'), nullcontext, repeats=2, batch=2,
+                                     tokens=64, dims=64, num_experts=4, top_k=2, hidden=256)
+    assert set(result['median_ms']) == {'moe', 'dense', 'reference', 'padded_bmm'}
+    assert result['ratio_vs_dense'] > 0 and result['speedup_vs_loop'] > 0
+    assert all(mb > 0 for mb in result['peak_memory_mb'].values())

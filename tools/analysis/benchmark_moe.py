@@ -1,0 +1,303 @@
+"""Training cost of the mixture-of-experts layers, against dense and reference designs.
+
+    python tools/analysis/benchmark_moe.py [--json] [--threads N] [--repeats 15] [--vit-repeats 7]
+
+Times forward + backward, configurations interleaved in every round; a ratio is the median
+over rounds of the ratio within the round, so slow drifts of a shared machine cancel. On a
+busy machine give ``--threads 1``: on CPU every expert's matmul is its own parallel region,
+and waits for a descheduled second thread then dominate.
+
+MLP (E=16 experts, k=2, D=384, expert hidden 1536, 8 x 197 tokens):
+  * ``ratio_vs_dense``: ``MoEMlp`` / a dense timm ``Mlp`` of hidden k * 1536 (the same
+    active FLOPs); target <= 1.15.
+  * ``speedup_vs_loop``: the reference design / ``MoEMlp``. The reference is Mod-Squad's
+    ``parallel_experts`` (sort the pairs by expert, one ``torch.mm`` per expert slice into a
+    preallocated buffer, bias added per slice, the same loops in a custom backward),
+    re-implemented below on the same parameters; target >= 1.1.
+  * ``padded_bmm_vs_ours``: the capacity-buffer alternative (Tutel/GShard layout: scatter
+    the pairs into [E, C, D], C = the largest expert load, two ``baddbmm``) / ``MoEMlp``.
+ViT-S (12 blocks, D=384, 6 heads, 8 images of 224 px): one training step (forward, cross
+entropy, backward, fused AdamW) of timm ``VisionTransformer`` with an ``MoEMlp`` (E=16, k=2,
+hidden 4D/k = 768, balance and z losses on) as the MLP of every other block, over the dense
+ViT-S step: ``vit_ratio``, same active FLOPs; target <= 1.25.
+Peak memory of each step: CUDA ``max_memory_allocated``; CPU the torch profiler's memory
+timeline (parameters, gradients, optimizer state and activations).
+The CPU figures are fp32; with a GPU the same is measured in bf16 autocast under ``cuda``.
+"""
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from timm.layers import Mlp
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from modzoo.models.layers.moe_dispatch import combine, dispatch, plan_dispatch
+from modzoo.models.layers.moe_mlp import MoEMlp
+
+
+class ParallelLinear(torch.autograd.Function):
+    """Mod-Squad ``parallel_experts.ParallelLinear``: [P, K] rows sorted by expert @ [E, K, N]."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type='cuda', cast_inputs=torch.bfloat16)
+    def forward(ctx, x, expert_size, weight, bias):
+        sizes = expert_size.tolist()
+        out = x.new_empty(x.shape[0], weight.shape[2])
+        for xi, wi, oi in zip(x.split(sizes), weight, out.split(sizes)):
+            torch.mm(xi, wi, out=oi)
+        for oi, bi in zip(out.split(sizes), bias):
+            oi.add_(bi)
+        ctx.save_for_backward(x, expert_size, weight, bias)
+        return out
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type='cuda')
+    def backward(ctx, grad):
+        x, expert_size, weight, bias = ctx.saved_tensors
+        sizes = expert_size.tolist()
+        grad_x, grad_w = torch.empty_like(x), torch.empty_like(weight)
+        grad_b = torch.empty_like(bias)
+        for gi, xi, wi, dxi, dwi, dbi in zip(grad.split(sizes), x.t().split(sizes, dim=1),
+                                            weight, grad_x.split(sizes), grad_w, grad_b):
+            torch.mm(gi, wi.t(), out=dxi)
+            torch.mm(xi, gi, out=dwi)
+            torch.sum(gi, dim=0, out=dbi)
+        return grad_x, None, grad_w, grad_b
+
+
+def compute_gating(k, probs, top_k_gates, top_k_indices):
+    """Mod-Squad ``moe.compute_gating``: sort the (token, expert) pairs by expert."""
+    gates = torch.zeros_like(probs).scatter(1, top_k_indices, top_k_gates)
+    top_k_gates, top_k_experts = top_k_gates.flatten(), top_k_indices.flatten()
+    nonzeros = top_k_gates.nonzero().squeeze(-1)
+    _, order = top_k_experts[nonzeros].sort(0)
+    expert_size = (gates > 0).long().sum(0)
+    index_sorted = nonzeros[order]
+    return top_k_gates[index_sorted], index_sorted.div(k, rounding_mode='trunc'), expert_size
+
+
+class ReferenceMoEMlp(nn.Module):
+    """The Mod-Squad ``MoE.forward`` on the parameters (and router) of an ``MoEMlp``."""
+
+    def __init__(self, moe):
+        super().__init__()
+        self.moe = moe
+
+    def forward(self, x):
+        moe, tokens = self.moe, x.reshape(-1, x.shape[-1])
+        routing = moe.router(tokens)
+        gates, index, expert_size = compute_gating(moe.top_k, routing.probs,
+                                                   routing.topk_gates, routing.topk_experts)
+        h = F.gelu(ParallelLinear.apply(tokens[index], expert_size, moe.fc1_weight,
+                                        moe.fc1_bias))
+        y = ParallelLinear.apply(h, expert_size, moe.fc2_weight, moe.fc2_bias)
+        y = y * gates.to(y.dtype)[:, None]
+        return torch.zeros_like(tokens, dtype=y.dtype).index_add(0, index, y).view(x.shape)
+
+
+class PaddedBmmMoEMlp(nn.Module):
+    """Capacity-buffer dispatch on the parameters of an ``MoEMlp``: [E, C, D] and bmm."""
+
+    def __init__(self, moe):
+        super().__init__()
+        self.moe = moe
+
+    def forward(self, x):
+        moe, tokens = self.moe, x.reshape(-1, x.shape[-1])
+        routing = moe.router(tokens)
+        plan = plan_dispatch(routing.topk_experts, routing.topk_gates, moe.num_experts)
+        capacity = max(plan.counts)
+        starts = plan.offsets - torch.tensor(plan.counts, device=x.device, dtype=torch.int32)
+        rank = torch.arange(len(plan.expert_idx), device=x.device) - starts[plan.expert_idx]
+        slot = plan.expert_idx * capacity + rank
+        buffer = tokens.new_zeros(moe.num_experts * capacity, tokens.shape[-1])
+        buffer = buffer.index_copy(0, slot, dispatch(tokens, plan))
+        h = F.gelu(torch.baddbmm(moe.fc1_bias.unsqueeze(1),
+                                 buffer.view(moe.num_experts, capacity, -1), moe.fc1_weight))
+        y = torch.baddbmm(moe.fc2_bias.unsqueeze(1), h, moe.fc2_weight)
+        y = y.view(-1, y.shape[-1]).index_select(0, slot)
+        return combine(y, plan, tokens.shape[0]).view(x.shape)
+
+
+class TaskMlp(nn.Module):
+    """Lets a timm ``Block`` call an ``MoEMlp`` as its MLP; keeps the aux losses of the call."""
+
+    def __init__(self, moe):
+        super().__init__()
+        self.moe = moe
+        self.aux = {}
+
+    def forward(self, x):
+        out, self.aux = self.moe(x)
+        return out
+
+
+def moe_vit_small(num_experts, top_k):
+    """timm ViT-S/16 with an ``MoEMlp`` of hidden 4D/k in every other (odd) block."""
+    vit = VisionTransformer(embed_dim=384, depth=12, num_heads=6)
+    for i in range(1, len(vit.blocks), 2):
+        vit.blocks[i].mlp = TaskMlp(MoEMlp(384, num_experts, top_k, balance_weight=0.01,
+                                           z_weight=0.001))
+    return vit
+
+
+def forward_backward(module, x, grad_out, autocast):
+    def step():
+        for p in module.parameters():
+            p.grad = None
+        with autocast():
+            out = module(x)
+        out = out[0] if isinstance(out, tuple) else out
+        out.backward(grad_out.to(out.dtype))
+    return step
+
+
+def training_step(model, images, labels, autocast):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    aux_layers = [m for m in model.modules() if isinstance(m, TaskMlp)]
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = F.cross_entropy(model(images), labels)
+            loss = loss + sum(sum(m.aux.values()) for m in aux_layers)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(steps, repeats, device):
+    """Seconds of every round for each step, the steps run in turn in each round."""
+    for step in steps.values():  # warm-up (and the AdamW state)
+        step()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            sync(device)
+            start = time.perf_counter()
+            step()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_ratio(times, num, den):
+    return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+
+def peak_memory_mb(step, device):
+    """Peak of the memory allocated while ``step`` runs (after a warm-up call)."""
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                 with_stack=True) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)
+        path = os.path.join(tmp, 'memory.json')
+        prof.export_memory_timeline(path, device='cpu')
+        with open(path) as f:
+            _, sizes = json.load(f)
+    return max(sum(s) for s in sizes) / 2 ** 20
+
+
+def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, top_k, hidden):
+    torch.manual_seed(0)
+    moe = MoEMlp(dims, num_experts, top_k, hidden_dims=hidden).to(device)
+    variants = {'moe': moe, 'dense': Mlp(dims, top_k * hidden).to(device),
+                'reference': ReferenceMoEMlp(moe), 'padded_bmm': PaddedBmmMoEMlp(moe)}
+    x = torch.randn(batch, tokens, dims, device=device, requires_grad=True)
+    grad_out = torch.randn(batch, tokens, dims, device=device)
+    with torch.no_grad(), autocast():  # the designs compute the same function
+        expected = moe(x)[0].float()
+        tolerance = (1e-4 if device.type == 'cpu' else 3e-2) * expected.abs().max().item()
+        for name in ('reference', 'padded_bmm'):
+            error = (variants[name](x).float() - expected).abs().max().item()
+            assert error <= tolerance, f'{name} differs from MoEMlp by {error}'
+    steps = {name: forward_backward(m, x, grad_out, autocast) for name, m in variants.items()}
+    times = time_interleaved(steps, repeats, device)
+    load = moe.router.usage.sum(0)
+    return dict(
+        shape=dict(tokens=batch * tokens, dims=dims, num_experts=num_experts, top_k=top_k,
+                   expert_hidden=hidden, dense_hidden=top_k * hidden),
+        max_load_over_mean=round((load.max() / load.float().mean()).item(), 3),
+        median_ms={name: round(statistics.median(t) * 1e3, 2) for name, t in times.items()},
+        ratio_vs_dense=round(median_ratio(times, 'moe', 'dense'), 3),
+        speedup_vs_loop=round(median_ratio(times, 'reference', 'moe'), 3),
+        padded_bmm_vs_ours=round(median_ratio(times, 'padded_bmm', 'moe'), 3),
+        peak_memory_mb={name: round(peak_memory_mb(step, device), 1)
+                        for name, step in steps.items()})
+
+
+def benchmark_vit(device, autocast, repeats, batch, num_experts, top_k):
+    torch.manual_seed(0)
+    models = {'moe': moe_vit_small(num_experts, top_k).to(device),
+              'dense': VisionTransformer(embed_dim=384, depth=12, num_heads=6).to(device)}
+    images = torch.randn(batch, 3, 224, 224, device=device)
+    labels = torch.randint(0, 1000, (batch,), device=device)
+    steps = {name: training_step(m, images, labels, autocast) for name, m in models.items()}
+    times = time_interleaved(steps, repeats, device)
+    return dict(
+        batch=batch, moe_blocks='odd', num_experts=num_experts, top_k=top_k,
+        expert_hidden=4 * 384 // top_k,
+        params_m={name: round(sum(p.numel() for p in m.parameters()) / 1e6, 2)
+                  for name, m in models.items()},
+        median_ms={name: round(statistics.median(t) * 1e3, 1) for name, t in times.items()},
+        vit_ratio=round(median_ratio(times, 'moe', 'dense'), 3),
+        peak_memory_mb={name: round(peak_memory_mb(step, device), 1)
+                        for name, step in steps.items()})
+
+
+def run(device, args):
+    if device.type == 'cuda':
+        def autocast():
+            return torch.autocast('cuda', dtype=torch.bfloat16)
+    else:
+        autocast = nullcontext
+    mlp = benchmark_mlp(device, autocast, args.repeats, args.batch, 197, 384, 16, 2, 1536)
+    vit = benchmark_vit(device, autocast, args.vit_repeats, args.batch, 16, 2)
+    return dict(ratio_vs_dense=mlp['ratio_vs_dense'], speedup_vs_loop=mlp['speedup_vs_loop'],
+                vit_ratio=vit['vit_ratio'], mlp=mlp, vit=vit)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--json', action='store_true', help='print one JSON line')
+    parser.add_argument('--repeats', type=int, default=15, help='rounds of the MLP timing')
+    parser.add_argument('--vit-repeats', type=int, default=7, help='rounds of the ViT timing')
+    parser.add_argument('--batch', type=int, default=8, help='images (of 197 tokens)')
+    parser.add_argument('--threads', type=int, help='CPU threads (default: torch default)')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = dict(torch=torch.__version__, threads=torch.get_num_threads(), dtype='float32',
+                  targets=dict(ratio_vs_dense='<= 1.15', speedup_vs_loop='>= 1.1',
+                               vit_ratio='<= 1.25'))
+    result.update(run(torch.device('cpu'), args))
+    if torch.cuda.is_available():
+        result['cuda'] = dict(device=torch.cuda.get_device_name(), dtype='bfloat16 autocast',
+                              **run(torch.device('cuda'), args))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == '__main__':
+    main()
