@@ -1,3 +1,4 @@
+from .prompted_vit import MultiLaneViT
 from .vit import ViT
 
-__all__ = ['ViT']
+__all__ = ['MultiLaneViT', 'ViT']
