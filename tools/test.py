@@ -1,4 +1,8 @@
-"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--out metrics.json]``."""
+"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--out metrics.json]``.
+
+``--baselines ST.json ...`` adds Δm against single-task metrics (``tools/train_single_task.py``
+writes them); ``--show-dir DIR`` saves predictions and gate maps of a few images as PNG.
+"""
 import argparse
 import json
 import os
@@ -8,6 +12,15 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from modzoo.engine import check_tasks, init_distributed, write_atomic
+from modzoo.engine.visualization import show_dense_results
+from modzoo.evaluation import delta_m, load_metrics, metric_directions
+
+# The metric of each evaluator type that Δm averages by default, one per task (saliency: maxF
+# as InvPT/TaskExpert report; the survey's Δm uses its mIoU, pick it with --delta-m-keys).
+PRIMARY_METRIC = {
+    'Accuracy': 'top1', 'MultiLabelMetric': 'mAP', 'IoUMetric': 'mIoU', 'DepthMetric': 'rmse',
+    'NormalMetric': 'mean_angle', 'SaliencyMetric': 'maxF', 'BoundaryMetric': 'odsF',
+}
 
 
 def parse_args():
@@ -19,6 +32,15 @@ def parse_args():
     parser.add_argument('--out-item', choices=['metrics', 'pred'], default='metrics',
                         help="what --out holds: 'metrics' or the raw predictions ('pred', "
                              'a .pkl file)')
+    parser.add_argument('--baselines', nargs='+', metavar='JSON',
+                        help='single-task metrics files; adds Δm (in percent) to the output')
+    parser.add_argument('--delta-m-keys', nargs='+', metavar='KEY',
+                        help='metric keys Δm averages (default: the primary metric of each '
+                             'test evaluator, e.g. semseg/mIoU depth/rmse)')
+    parser.add_argument('--show-dir', help='save inputs, predictions, ground truth and gate '
+                                           'maps of a few test images as PNG here')
+    parser.add_argument('--show-num', type=int, default=4,
+                        help='images per test source that --show-dir saves')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. test_dataloader.batch_size=8')
     parser.add_argument('--amp', action='store_true', help='mixed precision inference')
@@ -30,7 +52,44 @@ def parse_args():
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     if args.out and args.out_item == 'metrics' and not args.out.endswith('.json'):
         parser.error(f'--out must end in .json for metrics, got {args.out}')
+    if args.delta_m_keys and not args.baselines:
+        parser.error('--delta-m-keys needs --baselines')
     return args
+
+
+def delta_m_keys(evaluator_cfg) -> list:
+    """``<prefix>/<primary metric>`` of every metric cfg (a list or one dict) that has a task."""
+    keys = []
+    for metric in evaluator_cfg if isinstance(evaluator_cfg, (list, tuple)) else [evaluator_cfg]:
+        if 'task' not in metric:
+            continue
+        kind = metric['type'].rsplit('.', 1)[-1]
+        if kind not in PRIMARY_METRIC:
+            raise KeyError(f"Δm: no primary metric is known for test_evaluator type '{kind}' "
+                           f"(task '{metric['task']}'); known: {sorted(PRIMARY_METRIC)}. "
+                           'Name the keys with --delta-m-keys.')
+        keys.append(f"{metric.get('prefix') or metric['task']}/{PRIMARY_METRIC[kind]}")
+    return keys
+
+
+def load_baselines(paths: list, keys: list) -> dict:
+    """The single-task metrics of ``paths``, checked to hold every key Δm averages."""
+    single = load_metrics(*paths)
+    missing = [key for key in keys if key not in single]
+    if missing:
+        raise KeyError(f'--baselines {" ".join(paths)} lack the metric(s) {missing} that Δm '
+                       f'averages; they have {sorted(single)}')
+    return single
+
+
+def delta_m_report(metrics: dict, single: dict, keys: list) -> dict:
+    """``{'delta_m/<key>': relative gain of each key, 'delta_m': their mean}`` in percent, of
+    the multi-task ``metrics`` against the single-task ones."""
+    directions = metric_directions(keys)
+    report = {f'delta_m/{key}': delta_m(metrics, single, {key: higher})
+              for key, higher in directions.items()}
+    report['delta_m'] = delta_m(metrics, single, directions)
+    return report
 
 
 def merge_args(cfg, args):
@@ -56,8 +115,23 @@ def main():
     cfg = merge_args(Config.fromfile(args.config), args)
     check_tasks(cfg)
     init_distributed(cfg)
+    if args.baselines:  # read before testing, so a bad file fails at once
+        keys = args.delta_m_keys or delta_m_keys(cfg.test_evaluator)
+        single = load_baselines(args.baselines, keys)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
+    if args.baselines:
+        report = delta_m_report(metrics, single, keys)
+        metrics.update(report)
+        if runner.rank == 0:
+            for key in keys:
+                print(f'{key}: {metrics[key]:.4f} vs single-task {single[key]:.4f} '
+                      f"({report[f'delta_m/{key}']:+.2f}%)")
+            print(f"Δm: {report['delta_m']:+.2f}%")
+    if args.show_dir and runner.rank == 0:
+        written = show_dense_results(runner.model, runner.test_loop.dataloader.dataset,
+                                     args.show_dir, args.show_num)
+        print(f'{len(written)} images written to {args.show_dir}')
     if args.out and args.out_item == 'metrics' and runner.rank == 0:
         write_atomic(args.out, json.dumps(metrics, indent=2).encode())
         print(f'metrics written to {args.out}')

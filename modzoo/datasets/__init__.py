@@ -1,4 +1,5 @@
 from .ade20k import ADE20KDataset
+from .class_incremental import ClassSubset, split_classes
 from .coco import CocoDataset
 from .imagenet import ImageNetDataset
 from .multi_task import MultiTaskDataset
@@ -14,5 +15,5 @@ __all__ = [
     'ADE20KDataset', 'CocoDataset', 'ImageNetDataset', 'MultiTaskDataset', 'NYUDDataset',
     'PascalContextDataset', 'TaskBalancedSampler', 'VOCDataset', 'CenterCrop', 'LoadImage',
     'LoadTaskAnnotations', 'PackTaskInputs', 'Pad', 'PhotoMetricDistortion', 'RandomCrop',
-    'RandomFlip', 'RandomResizedCrop', 'RandomScale', 'Resize'
+    'RandomFlip', 'RandomResizedCrop', 'RandomScale', 'Resize', 'ClassSubset', 'split_classes'
 ]

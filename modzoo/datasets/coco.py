@@ -71,16 +71,20 @@ class CocoDataset(TaskDataset):
             ``annotations/captions_train2017.json``; each sample then has ``gt_text``
             (all captions of the image, list[str]).
         with_mask (bool): decode instance masks (``gt_masks``).
+        multilabel (bool): also give ``gt_labels`` (float32 [C] multi-hot), the classes of
+            all the image's annotations, crowd and tiny ones included, as the multi-label
+            classification benchmarks count them.
         **kwargs: see ``TaskDataset``.
     """
-    SPLITS = dict(train='train2017', val='val2017')
+    SPLITS = dict(train='train2017', val='val2017', train2014='train2014', val2014='val2014')
 
     def __init__(self, data_root, split='train', ann_file=None, caption_file=None,
-                 with_mask=True, **kwargs):
+                 with_mask=True, multilabel=False, **kwargs):
         self.instances_file = osp.join(
             data_root, ann_file or f'annotations/instances_{self.SPLITS.get(split)}.json')
         self.caption_file = caption_file and osp.join(data_root, caption_file)
         self.with_mask = with_mask
+        self.multilabel = multilabel
         self.ann_decoder = partial(decode_coco, with_mask=with_mask)
         super().__init__(data_root, split, **kwargs)
 
@@ -114,7 +118,10 @@ class CocoDataset(TaskDataset):
         data_list = []
         for img in images:
             instances = []
+            gt_labels = np.zeros(len(label_of), dtype=np.float32)
             for ann in coco.loadAnns(coco.getAnnIds(imgIds=img['id'])):
+                if ann['category_id'] in label_of:
+                    gt_labels[label_of[ann['category_id']]] = 1.
                 x, y, w, h = ann['bbox']
                 if ann.get('iscrowd', 0) or ann['category_id'] not in label_of or min(w, h) < 1:
                     continue
@@ -130,5 +137,7 @@ class CocoDataset(TaskDataset):
                         ann_paths=dict(gt_masks=f"{self.instances_file} (image id {img['id']})"))
             if self.caption_file:
                 info['gt_text'] = captions[img['id']]
+            if self.multilabel:
+                info['gt_labels'] = gt_labels
             data_list.append(info)
         return data_list

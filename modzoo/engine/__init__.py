@@ -1,11 +1,16 @@
 from .checkpoint import (AtomicLocalBackend, SafeCheckpointHook, UnsafeCheckpointError,
                          load_from_local, save_checkpoint_atomic, write_atomic)
 from .distributed import CPUAwareDistributedDataParallel, ddp_wrapper_cfg, init_distributed
+from .freeze import FreezeOptimWrapperConstructor, freeze, parameter_counts
 from .hooks import RandomStateHook
+from .loops import IncrementalLoop
+from .optimizers import LayerDecayOptimWrapperConstructor
 from .task_check import check_tasks
 
 __all__ = [
     'AtomicLocalBackend', 'SafeCheckpointHook', 'UnsafeCheckpointError', 'load_from_local',
     'save_checkpoint_atomic', 'write_atomic', 'CPUAwareDistributedDataParallel',
-    'ddp_wrapper_cfg', 'init_distributed', 'RandomStateHook', 'check_tasks'
+    'ddp_wrapper_cfg', 'init_distributed', 'RandomStateHook', 'check_tasks',
+    'FreezeOptimWrapperConstructor', 'freeze', 'parameter_counts',
+    'LayerDecayOptimWrapperConstructor', 'IncrementalLoop'
 ]

@@ -3,7 +3,8 @@
 Importing this module plugs modzoo into mmengine (0.10.7):
 
 * Loading. ``load_from_local`` is registered with mmengine's ``CheckpointLoader`` for local paths,
-  and ``load_from_http`` for ``http(s)://`` URLs, so ``Runner.resume``, ``load_from``,
+  and ``load_from_hub`` for ``http(s)://``, ``hf://``, ``timm:`` and ``modzoo://`` names (fetched
+  and verified by :mod:`modzoo.hub`), so ``Runner.resume``, ``load_from``,
   ``mmengine.runner.load_checkpoint`` and ``init_cfg=dict(type='Pretrained', ...)`` all go through
   them. ``.safetensors`` files load with safetensors; everything else with
   ``torch.load(weights_only=True)``, which rebuilds tensors and plain containers only. No extra
@@ -21,7 +22,6 @@ import os
 import os.path as osp
 import pickle
 import uuid
-from urllib.parse import urlparse
 
 import numpy as np
 import safetensors.torch
@@ -33,6 +33,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from mmengine.utils import apply_to
 
+from modzoo.hub import resolve
 from modzoo.registry import HOOKS
 
 # The globals that a checkpoint written by mmengine 0.10.7's own CheckpointHook pickles beyond
@@ -95,17 +96,17 @@ def load_from_local(filename: str, map_location=None):
         raise RuntimeError(f'cannot load checkpoint {filename!r}: {error}') from error
 
 
-def load_from_http(url: str, map_location=None):
-    """Download ``url`` once into torch.hub's cache (``<hub dir>/checkpoints``, as mmengine does;
-    rank 0 first) and load it with :func:`load_from_local`."""
-    cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(urlparse(url).path))
+def load_from_hub(source: str, map_location=None):
+    """Fetch ``source`` once with :func:`modzoo.hub.resolve` (rank 0 first; cached under
+    ``$MODZOO_HOME``, sha256 checked) and load it with :func:`load_from_local`."""
     rank, world_size = get_dist_info()
-    if rank == 0 and not osp.isfile(cached):
-        os.makedirs(osp.dirname(cached), exist_ok=True)
-        torch.hub.download_url_to_file(url, cached, progress=False)
+    if rank == 0:
+        path = resolve(source)
     if world_size > 1:
         barrier()
-    return load_from_local(cached, map_location)
+    if rank != 0:
+        path = resolve(source, progress=False)  # cached by rank 0
+    return load_from_local(path, map_location)
 
 
 def load_from_unsafe_scheme(filename: str, map_location=None):
@@ -263,8 +264,8 @@ class SafeCheckpointHook(CheckpointHook):
 
 
 CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
-CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=load_from_http,
-                                 force=True)
+CheckpointLoader.register_scheme(prefixes=('http://', 'https://', 'hf://', 'timm:',
+                                           'modzoo://'), loader=load_from_hub, force=True)
 CheckpointLoader.register_scheme(prefixes=_UNSAFE_SCHEMES, loader=load_from_unsafe_scheme,
                                  force=True)
 register_backend('local', AtomicLocalBackend, force=True, prefixes='')

@@ -7,6 +7,7 @@ Inputs are float images [B, 3, H, W] in [0, 1]: the official code does not norma
 from mmengine.model import BaseModel
 
 from modzoo.registry import MODELS
+from .backbones.vit import ViT
 
 
 @MODELS.register_module()
@@ -16,12 +17,18 @@ class MultiLane(BaseModel):
     Args:
         backbone: config of a ``MultiLaneViT``.
         head: config of a ``PathwayHead``; its ``in_channels`` defaults to the ViT width.
+        pretrained: a checkpoint whose ``backbone.`` keys are timm ViT weights (a modzoo
+            model with a ``ViT`` backbone), loaded into the frozen ViT at build time; for
+            timm's own weights use ``backbone.pretrained=True`` instead.
         data_preprocessor, init_cfg: as for mmengine's ``BaseModel``.
     """
 
-    def __init__(self, backbone, head, data_preprocessor=None, init_cfg=None):
+    def __init__(self, backbone, head, pretrained=None, data_preprocessor=None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
+        if pretrained is not None:
+            # the frozen ViT is a timm VisionTransformer, as ViT is: use ViT's loader
+            ViT.load_timm_checkpoint(self.backbone.vit, pretrained, prefix='backbone.')
         self.head = MODELS.build({'in_channels': self.backbone.vit.embed_dim, **head})
         head_tasks = self.head.class_mask.shape[0]
         if head_tasks != self.backbone.num_tasks:

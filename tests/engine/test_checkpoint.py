@@ -92,8 +92,8 @@ def malicious(tmp_path):
 
 @pytest.fixture
 def http_server(tmp_path, monkeypatch):
-    """Serves tmp_path/'weights' at the returned base URL; torch.hub caches into tmp_path."""
-    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    """Serves tmp_path/'weights' at the returned base URL (downloads are cached in the test's
+    own MODZOO_HOME, see tests/conftest.py)."""
     for name in ('http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY'):
         monkeypatch.delenv(name, raising=False)
     (tmp_path / 'weights').mkdir(exist_ok=True)

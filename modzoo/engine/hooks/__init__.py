@@ -1,3 +1,4 @@
+from .expert_usage_hook import ExpertUsageHook
 from .random_state_hook import RandomStateHook
 
-__all__ = ['RandomStateHook']
+__all__ = ['ExpertUsageHook', 'RandomStateHook']

@@ -5,7 +5,6 @@ so any timm ViT state dict loads, and ``backbone.``-prefixed keys of a whole mod
 are exactly timm's keys behind that prefix.
 """
 import logging
-import os.path as osp
 from typing import Optional, Sequence, Union
 
 import torch
@@ -15,6 +14,7 @@ from mmengine.model import BaseModule
 from timm.models import checkpoint, load_state_dict
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
+from modzoo.hub import resolve
 from modzoo.registry import MODELS
 from modzoo.structures import Features
 
@@ -122,8 +122,7 @@ class ViT(VisionTransformer, BaseModule):
         ``checkpoint_filter_fn``: the position embedding is resampled to ``img_size`` and the
         patch embedding to ``patch_size``. Classifier keys (``head.*``) are dropped; other
         unexpected keys are logged; missing keys raise."""
-        if not osp.isfile(path):
-            raise FileNotFoundError(f"ViT pretrained checkpoint '{path}' does not exist.")
+        path = resolve(path)  # a local file; URLs, hf://, timm: and zoo names are fetched
         state_dict = load_state_dict(path, weights_only=True)
         if prefix:
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
@@ -154,8 +153,8 @@ class ViT(VisionTransformer, BaseModule):
         h = x.shape[1]
         x = self.norm_pre(self.patch_drop(self._pos_embed(x)))     # [B, T + h * w, D]
         levels = []
-        for i, block in enumerate(self.blocks):
-            x = checkpoint(block, x) if self.grad_checkpointing else block(x)
+        for i in range(len(self.blocks)):
+            x = self._run_block(i, x)
             if i in self.out_indices:
                 levels.append(x)
         if self.norm_last_map:
@@ -166,3 +165,8 @@ class ViT(VisionTransformer, BaseModule):
         maps = tuple(rearrange(t[:, self.num_prefix_tokens:], 'b (h w) d -> b d h w', h=h)
                      for t in levels)
         return Features(maps=maps, cls_token=cls_token)
+
+    def _run_block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Block i on the tokens x [B, T + h * w, D] (prompt-tuning subclasses extend it)."""
+        block = self.blocks[i]
+        return checkpoint(block, x) if self.grad_checkpointing else block(x)

@@ -7,9 +7,11 @@ from .moe_mlp import MoEMlp
 from .moe_router import Routing, TaskRouter
 from .prefix_prompts import PrefixPrompts, prefix_attention
 from .summarizer import PatchSelectors, summarize
+from .visual_prompts import VisualPrompts
 
 __all__ = [
     'DispatchPlan', 'MixtureOfAttentionHeads', 'MoEAuxLoss', 'MoEMlp', 'MutualInformationLoss',
     'Routing', 'TaskRouter', 'combine', 'dispatch', 'grouped_linear', 'plan_dispatch',
-    'sum_aux_losses', 'PrefixPrompts', 'prefix_attention', 'PatchSelectors', 'summarize'
+    'sum_aux_losses', 'PrefixPrompts', 'prefix_attention', 'PatchSelectors', 'summarize',
+    'VisualPrompts'
 ]

@@ -108,6 +108,34 @@ class MixtureOfAttentionHeads(nn.Module):
         out = self.proj_drop(out).view(batch, num_tokens, -1)
         return out, self.aux_loss(routing)
 
+    @torch.no_grad()
+    def upcycle(self, attn: nn.Module):
+        """Fill the experts from a dense timm ``Attention`` of H heads of width d = ``head_dims``
+        (``qkv`` Linear(D, 3 H d), ``proj`` Linear(H d, D)), an approximation of it:
+
+        expert e takes the query rows of head e mod H and the ``proj`` columns of that head
+        times H (with k = H experts holding each head once at gates 1/H, the heads then sum
+        as in the dense layer); the shared key/value head is the mean of the H key/value
+        heads (multi-query uptraining, Ainslie et al. 2023, "GQA"). Dropped: the query bias,
+        the ``proj`` bias and the differences between the heads' keys and values. The
+        router is left as it is.
+        """
+        num_heads, d = attn.num_heads, self.head_dims
+        qkv = attn.qkv.weight.view(3, num_heads, d, -1)  # [3, H, d, D]
+        if qkv.shape[-1] != self.q_weight.shape[1] or attn.head_dim != d:
+            raise ValueError(f'cannot upcycle a dense attention of {num_heads} heads of width '
+                             f'{attn.head_dim} on {qkv.shape[-1]} channels into experts of '
+                             f'width {d} on {self.q_weight.shape[1]} channels')
+        proj = attn.proj.weight.view(-1, num_heads, d)  # [D, H, d]
+        for e in range(self.num_experts):
+            self.q_weight[e] = qkv[0, e % num_heads].t()
+            self.out_weight[e] = num_heads * proj[:, e % num_heads].t()
+        self.kv.weight.copy_(qkv[1:].mean(1).reshape(2 * d, -1))
+        if self.kv.bias is not None:
+            bias = (attn.qkv.bias.view(3, num_heads, d)[1:].mean(1).reshape(-1)
+                    if attn.qkv.bias is not None else 0)
+            self.kv.bias.copy_(bias)
+
     def extra_repr(self) -> str:
         return (f'num_experts={self.num_experts}, num_heads={self.num_heads}, '
                 f'head_dims={self.head_dims}, capacity_factor={self.capacity_factor}')

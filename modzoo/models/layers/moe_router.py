@@ -62,6 +62,8 @@ class TaskRouter(nn.Module):
     Buffers:
         usage: [T, E] long, how many tokens each task sent to each expert (top-k choices,
             counted in training and evaluation; ``usage.zero_()`` resets it).
+        allowed: None, or [T, E] bool after :meth:`restrict` (not saved: the model that
+            restricts its routers does so when it is built).
     """
 
     def __init__(self,
@@ -90,6 +92,7 @@ class TaskRouter(nn.Module):
                              if noisy_gating else None)
         self.register_buffer('usage', torch.zeros(len(self.task_names), num_experts,
                                                   dtype=torch.long))
+        self.register_buffer('allowed', None, persistent=False)
         self.init_std = init_std
         self.reset_parameters()
 
@@ -123,6 +126,18 @@ class TaskRouter(nn.Module):
         raise KeyError(f'task index {task!r} out of range: this layer routes '
                        f'{self.num_tasks} tasks {list(self.task_names)}')
 
+    def restrict(self, task: TaskSpec, experts: Sequence[int]):
+        """Let ``task`` route among ``experts`` only: the others get logit -inf (probability 0)."""
+        t = self.task_index(task)
+        mask = torch.zeros(self.num_experts, dtype=torch.bool, device=self.weight.device)
+        mask[list(experts)] = True
+        if mask.sum() < self.top_k:
+            raise ValueError(f"task '{self.task_names[t]}' may use {int(mask.sum())} experts, "
+                             f'fewer than top_k={self.top_k}')
+        if self.allowed is None:
+            self.allowed = torch.ones_like(self.usage, dtype=torch.bool)
+        self.allowed[t] = mask
+
     def forward(self, x: Tensor, task: TaskSpec = None) -> Routing:
         """Route tokens ``x`` [S, D] of one task."""
         t = self.task_index(task)
@@ -134,6 +149,8 @@ class TaskRouter(nn.Module):
             if self.noise_weight is not None and self.training:
                 std = F.softplus(F.linear(x, self.noise_weight[r].to(dtype))) + self.noise_eps
                 logits = logits + torch.randn_like(logits) * std
+            if self.allowed is not None:
+                logits = logits.masked_fill(~self.allowed[t], float('-inf'))
             probs = logits.softmax(dim=-1)
             gates, experts = probs.topk(self.top_k, dim=-1)
             if self.renormalize:

@@ -1,0 +1,115 @@
+"""Extract the sub-network of one task from a multi-task MoE model (Mod-Squad ``pruning``).
+
+Per MoE layer the task keeps the experts it uses (:func:`select_experts`); the expert
+tensors, the task's router rows and its statistics are sliced to them, every other task's
+routers and heads are dropped, and the config is rewritten to build that one-task model
+(per-layer expert counts, one head, the task's data and metrics).
+
+With renormalised top-k gates the extracted model computes exactly what the full model
+computed for every token whose top-k experts were all kept (the softmax denominator cancels
+in the renormalisation). Without renormalisation (Mod-Squad's raw gates) the gates of the
+kept experts grow by 1 / (1 - the probability mass of the removed ones).
+"""
+import copy
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmengine.config import Config
+from torch import Tensor
+
+from modzoo.models.backbones.moe_vit import expert_param_names
+
+State = Dict[str, Tensor]
+
+
+def select_experts(counts: Tensor, top_k: int, thresh: float = 3.0) -> List[int]:
+    """Experts to keep from one task's usage ``counts`` [E] (tokens routed to each expert).
+
+    Mod-Squad's rule: keep expert e if its share of the task's routing choices, in percent,
+    exceeds ``thresh / top_k`` (3 / 4 = 0.75 % for an MLP with k = 4); if fewer than
+    ``top_k`` pass, keep the ``top_k`` most used. Returns sorted expert indices.
+    """
+    total = counts.sum()
+    if total <= 0:
+        raise ValueError('the task never routed a token through this layer: no usage to '
+                         'select experts by (evaluate or train the model first, or pass --usage)')
+    share = 100.0 * counts.double() / total
+    keep = torch.nonzero(share > thresh / top_k).flatten()
+    if keep.numel() < top_k:
+        keep = counts.topk(top_k).indices
+    return sorted(keep.tolist())
+
+
+def _slice_layer(state: State, name: str, layer, row: int, keep: List[int]) -> None:
+    """Slice the state of MoE layer ``name`` in place to task row ``row`` and experts ``keep``."""
+    idx = torch.tensor(keep)
+    for param in expert_param_names(layer):
+        state[f'{name}.{param}'] = state[f'{name}.{param}'].index_select(0, idx)
+    r = 0 if layer.router.shared else row
+    for key in ('router.weight', 'router.noise_weight'):
+        if f'{name}.{key}' in state:
+            state[f'{name}.{key}'] = state[f'{name}.{key}'][r:r + 1, idx]
+    state[f'{name}.router.usage'] = state[f'{name}.router.usage'][row:row + 1, idx]
+    joint_key = f'{name}.aux_loss.mi.joint'
+    if joint_key in state:  # one task: P(t, e) = p(e | t), renormalised over the kept experts
+        joint = state[joint_key][row:row + 1, idx]
+        state[joint_key] = joint / joint.sum().clamp(min=1e-12)
+
+
+def extract_task(model, cfg: Config, task: str, usage: Optional[Dict[str, Tensor]] = None,
+                 thresh: float = 3.0) -> Tuple[Config, State, Dict[str, List[int]]]:
+    """The config, state dict and kept experts of ``task``'s sub-network of ``model``.
+
+    Args:
+        model: a built :class:`MultiTaskModel` with a :class:`MoEViT` backbone, its weights
+            loaded.
+        cfg: the config ``model`` was built from.
+        task: the task to keep.
+        usage: ``{layer name: counts [T, E]}`` (names as ``backbone.blocks.1.mlp``), e.g.
+            read from an ``expert_usage_*.json``; default: the routers' ``usage`` buffers
+            (the counts of the model's training run as saved in its checkpoint).
+        thresh: :func:`select_experts` threshold.
+
+    Returns:
+        (config of the one-task model, its state dict, ``{layer name: kept experts}``).
+    """
+    backbone = model.backbone
+    if task not in model.heads:
+        raise KeyError(f"cannot extract task '{task}': the model has the tasks "
+                       f'{list(model.heads)}')
+    row = backbone.task_index(task)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()
+             if not k.startswith('heads.') or k.startswith(f'heads.{task}.')}
+    kept = {}
+    for name, layer in backbone.moe_layers():
+        name = f'backbone.{name}'
+        counts = layer.router.usage if usage is None else torch.as_tensor(usage[name])
+        try:
+            kept[name] = select_experts(counts[row], layer.router.top_k, thresh)
+        except ValueError as err:
+            raise ValueError(f"task '{task}', {name}: {err}") from None
+        _slice_layer(state, name, layer, row, kept[name])
+    return _one_task_config(cfg, task, backbone, kept), state, kept
+
+
+def _one_task_config(cfg: Config, task: str, backbone, kept: Dict[str, List[int]]) -> Config:
+    cfg = copy.deepcopy(cfg)
+    counts = {kind: [len(kept[f'backbone.{name}']) for name, _ in backbone.moe_layers()
+                     if name.endswith(kind)] for kind in ('attn', 'mlp')}
+    bb = cfg.model.backbone
+    bb.update(tasks=[task], moa_experts=counts['attn'], mlp_experts=counts['mlp'])
+    for key in ('frozen_tasks', 'new_experts', 'init_cfg', 'pretrained'):
+        bb.pop(key, None)
+    cfg.model.heads = {task: cfg.model.heads[task]}
+    if cfg.model.get('loss_weights'):
+        cfg.model.loss_weights = {k: v for k, v in cfg.model.loss_weights.items() if k == task}
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if loader and loader.dataset.get('type') == 'MultiTaskDataset':
+            loader.dataset.sources = {
+                name: dict(src, tasks=[task]) for name, src in loader.dataset.sources.items()
+                if task in src['tasks']}
+        evaluator = cfg.get(f'{split}_evaluator')
+        if isinstance(evaluator, (list, tuple)):
+            cfg[f'{split}_evaluator'] = [m for m in evaluator if m.get('task', task) == task]
+    return cfg

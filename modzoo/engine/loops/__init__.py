@@ -1,0 +1,3 @@
+from .incremental_loop import IncrementalLoop
+
+__all__ = ['IncrementalLoop']

@@ -1,0 +1,4 @@
+"""Optimizer wrapper constructors."""
+from .layer_decay_constructor import LayerDecayOptimWrapperConstructor, layer_ids
+
+__all__ = ['LayerDecayOptimWrapperConstructor', 'layer_ids']

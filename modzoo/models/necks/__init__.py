@@ -1,0 +1,3 @@
+from .taskexpert import MemorialMoE, TaskExpertNeck, TaskGate
+
+__all__ = ['MemorialMoE', 'TaskExpertNeck', 'TaskGate']
