@@ -143,8 +143,8 @@ def _refusal_message(filename: str, error: pickle.UnpicklingError) -> str:
     if set(refused) <= set(MMENGINE_MESSAGE_HUB_GLOBALS):
         message += (' These come from the message hub that mmengine\'s CheckpointHook saves; '
                     'modzoo\'s SafeCheckpointHook saves it as plain types. If the file is yours, '
-                    're-save its weights once in a trusted session: torch.save(torch.load(path, '
-                    'weights_only=False)["state_dict"], "weights.pth").')
+                    're-save its weights once in a trusted session: load it with '
+                    'weights_only=False and torch.save only its "state_dict".')
     return message
 
 
