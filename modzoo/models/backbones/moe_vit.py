@@ -40,6 +40,7 @@ def _twice(depth: int) -> dict:
 
 
 def _every(depth: int) -> dict:
+    """MoA and MoE MLP in every block (the non-"twice" Mod-Squad configs)."""
     return dict(moa_layers=list(range(depth)), mlp_layers=list(range(depth)))
 
 
