@@ -3,6 +3,7 @@ and the class-incremental metrics it reports."""
 import json
 import os
 import os.path as osp
+import uuid
 
 import cv2
 import numpy as np
@@ -66,6 +67,7 @@ def multilane_cfg(root, work_dir, class_split=dict(base=2, increment=2), epochs=
     cfg = Config.fromfile(RUNTIME)
     cfg.merge_from_dict(dict(
         work_dir=str(work_dir),
+        experiment_name=f'incremental_{uuid.uuid4().hex[:8]}',  # default: unique per second
         model=dict(
             type='MultiLane',
             data_preprocessor=dict(type='ImgDataPreprocessor', mean=[0.] * 3, std=[255.] * 3),
@@ -336,6 +338,14 @@ def test_multilabel_metric_counts_the_seen_classes_only():
     assert result['CF1_mean'] == pytest.approx(100 * np.mean(2 * p * r / (p + r)))
     assert result['CF1'] == pytest.approx(100 * 2 * .75 * .75 / 1.5)
     assert result['OF1'] == pytest.approx(100 * 2 / 3)       # TP 2, predicted 3, true 3
+    classwise = IncrementalMultiLabelMetric(task='multilabel', thr=0.8, classwise=True)
+    classwise.dataset_meta = dict(sources=dict(voc=dict(tasks=('multilabel', ),
+                                                        classes=('ant', 'bee', 'cat'))))
+    classwise.set_tasks([[2, 0], [1]], task_id=0)
+    classwise.process(None, samples)
+    result = classwise.compute_metrics(classwise.results)
+    assert result['AP_ant'] == pytest.approx(100.) and result['AP_cat'] == pytest.approx(50.)
+    assert 'AP_bee' not in result
 
 
 def test_accuracy_per_task():

@@ -145,3 +145,27 @@ def test_paper_pipelines_give_224_crops():
     # the short side to 256, then the central 224 (torchvision Resize(256) + CenterCrop(224))
     resize = TRANSFORMS.build(cfg.test_pipeline[1])
     assert resize(dict(img=img, img_shape=(375, 500)))['img'].shape == (256, 341, 3)
+
+
+def test_tiny_configs_load_the_pretrained_backbone(tmp_path):
+    """model.pretrained: the `backbone.` weights of a modzoo ViT checkpoint (as the
+    pre-training config writes it) go into MULTI-LANE's frozen ViT and the probe's ViT."""
+    pretrain = config('vit-tiny-d6-p8_synth-imagenet_pretrain')
+    torch.manual_seed(1)
+    source = MODELS.build(pretrain.model)
+    path = str(tmp_path / 'iter_800.pth')
+    torch.save(dict(state_dict=source.state_dict(), meta=dict()), path)
+    expected = {k[len('backbone.'):]: v for k, v in source.state_dict().items()
+                if k.startswith('backbone.')}
+    cfg = config('multilane-tiny_synth-voc-b3c2')
+    cfg.model.pretrained = path
+    vit = MODELS.build(cfg.model).backbone.vit.state_dict()
+    assert set(vit) == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(vit[key], value, rtol=0, atol=0, msg=key)
+    probe = config('linear-probe_vit-tiny-d6-p8_synth-voc-b3c2')
+    probe.model.backbone.init_cfg.checkpoint = path
+    model = MODELS.build(probe.model)
+    model.init_weights()
+    torch.testing.assert_close(model.backbone.state_dict()['blocks.5.mlp.fc2.weight'],
+                               expected['blocks.5.mlp.fc2.weight'], rtol=0, atol=0)

@@ -47,7 +47,7 @@ def curve(results, key):
 
 
 def plot(runs, labels, key, out):
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.5, 3.5), dpi=120)
     for results, label in zip(runs, labels):
         xs, ys = curve(results, key)
         ax.plot(xs, ys, marker='o', label=label)
@@ -55,7 +55,7 @@ def plot(runs, labels, key, out):
     ax.set_ylabel(key)
     ax.set_title(f"{key} after each task ({runs[0]['split']})")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc='upper left', bbox_to_anchor=(1.02, 1), fontsize='small')
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -9,7 +9,7 @@ import numpy as np
 
 from modzoo.registry import METRICS
 from .classification import Accuracy
-from .multilabel import MultiLabelMetric
+from .multilabel import MultiLabelMetric, average_precision
 
 
 class SeenClassesMixin:
@@ -42,12 +42,47 @@ class IncrementalMultiLabelMetric(SeenClassesMixin, MultiLabelMetric):
     columns only. Both CF1 conventions are reported: ``CF1_mean`` is the mean of the
     per-class F1 (what MULTI-LANE's code calls CF1), ``CF1`` the F1 of the mean precision
     and mean recall (ML-GCN, KRT). MULTI-LANE's threshold is ``thr=0.8``.
+
+    Args:
+        task, thr, **kwargs: as :class:`MultiLabelMetric`.
+        classwise: also report ``AP_<class name>`` of every seen class with a positive.
     """
+
+    def __init__(self, task: str, thr: float = 0.5, classwise: bool = False, **kwargs):
+        super().__init__(task, thr=thr, **kwargs)
+        self.classwise = classwise
 
     def sample_stats(self, sample: dict) -> dict:
         stats = super().sample_stats(sample)
         seen = self.seen_classes
         return stats if seen is None else {key: value[:, seen] for key, value in stats.items()}
+
+    def summarize(self, stats: list) -> dict:
+        metrics = super().summarize(stats)
+        if not self.classwise:
+            return metrics
+        scores = np.concatenate([s['scores'] for s in stats])      # [N, seen classes]
+        labels = np.concatenate([s['labels'] for s in stats])
+        classes = self.seen_classes or range(scores.shape[1])
+        names = class_names(self.dataset_meta, task=self.task)
+        for column, label in enumerate(classes):
+            if labels[:, column].any():
+                name = names[label] if names else label
+                metrics[f'AP_{name}'] = 100 * average_precision(scores[:, column],
+                                                                labels[:, column])
+        return metrics
+
+
+def class_names(dataset_meta, task):
+    """The class names in ``dataset_meta``, of a plain dataset or of the first source of a
+    ``MultiTaskDataset`` that labels ``task``; None when there are none."""
+    meta = dataset_meta or {}
+    if 'classes' in meta:
+        return meta['classes']
+    for source in meta.get('sources', {}).values():
+        if task in source.get('tasks', ()) and 'classes' in source:
+            return source['classes']
+    return None
 
 
 @METRICS.register_module()
