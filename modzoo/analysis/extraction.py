@@ -18,6 +18,7 @@ from mmengine.config import Config
 from torch import Tensor
 
 from modzoo.models.backbones.moe_vit import expert_param_names
+from .task_data import keep_task_data
 
 State = Dict[str, Tensor]
 
@@ -103,13 +104,5 @@ def _one_task_config(cfg: Config, task: str, backbone, kept: Dict[str, List[int]
     cfg.model.heads = {task: cfg.model.heads[task]}
     if cfg.model.get('loss_weights'):
         cfg.model.loss_weights = {k: v for k, v in cfg.model.loss_weights.items() if k == task}
-    for split in ('train', 'val', 'test'):
-        loader = cfg.get(f'{split}_dataloader')
-        if loader and loader.dataset.get('type') == 'MultiTaskDataset':
-            loader.dataset.sources = {
-                name: dict(src, tasks=[task]) for name, src in loader.dataset.sources.items()
-                if task in src['tasks']}
-        evaluator = cfg.get(f'{split}_evaluator')
-        if isinstance(evaluator, (list, tuple)):
-            cfg[f'{split}_evaluator'] = [m for m in evaluator if m.get('task', task) == task]
+    keep_task_data(cfg, task)
     return cfg

@@ -10,11 +10,14 @@ def _dataset_tasks(dataset_cfg):
 
 def check_tasks(cfg):
     """Raise ``ValueError`` when a dataset labels a task that has no head, or a head's task
-    has no training data. Names both lists. Configs whose model has no ``heads`` pass."""
-    heads = cfg.get('model', {}).get('heads')
+    has no training data. Names both lists. Configs whose model has no ``heads`` pass; the
+    backbone's ``frozen_tasks`` (an expanded MoE model's old tasks) need no training data."""
+    model = cfg.get('model', {})
+    heads = model.get('heads')
     if not heads:
         return
     heads = list(heads)
+    frozen = (model.get('backbone') or {}).get('frozen_tasks') or ()
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
         sources = _dataset_tasks(loader.get('dataset')) if loader else None
@@ -28,7 +31,7 @@ def check_tasks(cfg):
                                  f'heads: {heads}; dataset tasks: {dict(sources)}')
         if split == 'train':
             labelled = {t for tasks in sources.values() for t in tasks}
-            unfed = [t for t in heads if t not in labelled]
+            unfed = [t for t in heads if t not in labelled and t not in frozen]
             if unfed:
                 raise ValueError(f'model.heads has task(s) {unfed} that no train_dataloader '
                                  f'source labels; heads: {heads}; dataset tasks: '

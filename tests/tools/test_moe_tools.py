@@ -14,12 +14,12 @@ from fvcore.nn import FlopCountAnalysis
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
-from mmengine.runner import Runner
+from mmengine.runner import Runner, load_checkpoint
 from timm.layers import Attention
 
 from modzoo.analysis import (FLOP_HANDLES, active_params, count_flops, count_params,
                              expand_model, extract_task, select_experts)
-from modzoo.engine import save_checkpoint_atomic
+from modzoo.engine import check_tasks, save_checkpoint_atomic
 from modzoo.engine.hooks import ExpertUsageHook
 from modzoo.models.backbones.moe_vit import MoEViT
 from modzoo.registry import MODELS
@@ -152,6 +152,43 @@ def test_expansion_keeps_old_predictions(tmp_path):
     assert mlp.router.usage[:2, 4:].sum() == 0  # the old tasks never pick them
     with pytest.raises(ValueError, match="task 'cls' is already"):
         expand_model(model, cfg, 'cls', head, 1)
+
+
+def test_expand_tool_writes_a_config_that_trains_the_new_task(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    cfg = small_cfg(experts=4)
+    cfg.model.heads = {t: cfg.model.heads[t] for t in ('cls', 'semseg')}
+    cfg.model.backbone.tasks = ['cls', 'semseg']
+    for split in ('train', 'val'):
+        sources = cfg[f'{split}_dataloader'].dataset.sources
+        cfg[f'{split}_dataloader'].dataset.sources = {k: sources[k] for k in ('cls', 'semseg')}
+    cfg_path, data_path = str(tmp_path / 'moe.py'), str(tmp_path / 'data.py')
+    cfg.dump(cfg_path)
+    small_cfg().dump(data_path)  # its sources label cls, semseg, depth and normals
+    model = MODELS.build(cfg.model).eval()
+    save_checkpoint_atomic(dict(state_dict=model.state_dict()), str(tmp_path / 'full.pth'))
+    x = torch.randn(2, 3, 16, 16)
+
+    argv = [cfg_path, str(tmp_path / 'full.pth'), '--task', 'depth', '--out',
+            str(tmp_path / 'out'), '--head', 'type=DepthHead', 'in_channels=32', 'in_index=0,',
+            '--new-experts', '1']
+    with pytest.raises(ValueError, match="moe.py: train_dataloader has no source labelling "
+                                         r"task 'depth'; its sources label \['cls', 'semseg'\]"):
+        run_main('expand.py', *argv, monkeypatch=monkeypatch)
+    run_main('expand.py', *argv, '--data', data_path, monkeypatch=monkeypatch)
+    new_cfg = Config.fromfile(str(tmp_path / 'out' / 'moe_depth.py'))
+    assert new_cfg.model.backbone.tasks == ['cls', 'semseg', 'depth']
+    assert new_cfg.model.backbone.mlp_experts == [5]
+    assert sorted(new_cfg.model.heads) == ['cls', 'depth', 'semseg']
+    assert list(new_cfg.train_dataloader.dataset.sources) == ['depth']
+    assert [m.task for m in new_cfg.val_evaluator] == ['depth']
+    check_tasks(new_cfg)  # the frozen old tasks need no training data
+    grown = MODELS.build(new_cfg.model).eval()
+    load_checkpoint(grown, new_cfg.load_from, strict=False)
+    with torch.no_grad():
+        for task in ('cls', 'semseg'):
+            assert torch.allclose(task_logits(grown, x, task), task_logits(model, x, task),
+                                  atol=1e-6), task
 
 
 def test_expert_usage_hook_writes_each_phase(tmp_path):

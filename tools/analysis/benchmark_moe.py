@@ -16,6 +16,12 @@ MLP (E=16 experts, k=2, D=384, expert hidden 1536, 8 x 197 tokens):
     re-implemented below on the same parameters; target >= 1.1.
   * ``padded_bmm_vs_ours``: the capacity-buffer alternative (Tutel/GShard layout: scatter
     the pairs into [E, C, D], C = the largest expert load, two ``baddbmm``) / ``MoEMlp``.
+  * ``gemm_floor_vs_dense``: the six matrix products of the experts' forward + backward
+    alone (h = x W1, y = h W2, dh = dy W2^T, dW2 = h^T dy, dx = dh W1^T, dW1 = x^T dh, one
+    ``mm`` per expert on S * k / E rows, into preallocated outputs) over the dense MLP's six
+    products (S rows, hidden k * 1536). No design that multiplies each expert's rows by its
+    own weights gets under this ratio; ``ratio_vs_dense`` minus it is what dispatch,
+    combine, routing and the per-expert bias, activation and gradient buffers add.
 ViT-S (12 blocks, D=384, 6 heads, 8 images of 224 px): one training step (forward, cross
 entropy, backward, fused AdamW) of timm ``VisionTransformer`` with an ``MoEMlp`` (E=16, k=2,
 hidden 4D/k = 768, balance and z losses on) as the MLP of every other block, over the dense
@@ -217,6 +223,39 @@ def peak_memory_mb(step, device):
     return max(sum(s) for s in sizes) / 2 ** 20
 
 
+def products(x, w1, h, w2, dy, out):
+    """The six products of a two-layer MLP's forward + backward, into ``out`` buffers."""
+    def step():
+        for xi, w1i, hi, w2i, dyi, o in zip(x, w1, h, w2, dy, out):
+            torch.mm(xi, w1i, out=o['h'])
+            torch.mm(hi, w2i, out=o['y'])
+            torch.mm(dyi, w2i.t(), out=o['dh'])
+            torch.mm(hi.t(), dyi, out=o['dw2'])
+            torch.mm(o['dh'], w1i.t(), out=o['dx'])
+            torch.mm(xi.t(), o['dh'], out=o['dw1'])
+    return step
+
+
+def gemm_floor(device, repeats, tokens, dims, num_experts, top_k, hidden):
+    """Median ratio of the experts' six products (balanced loads) to the dense MLP's."""
+    dtype = torch.bfloat16 if device.type == 'cuda' else torch.float32
+
+    def operands(groups, rows, width):
+        def rand(*shape):
+            return torch.randn(groups, *shape, device=device, dtype=dtype)
+        x, h, dy = rand(rows, dims), rand(rows, width), rand(rows, dims)
+        w1, w2 = rand(dims, width), rand(width, dims)
+        out = [dict(h=torch.empty_like(hi), y=torch.empty_like(dyi), dh=torch.empty_like(hi),
+                    dw2=torch.empty_like(w2i), dx=torch.empty_like(xi),
+                    dw1=torch.empty_like(w1i))
+               for xi, hi, dyi, w1i, w2i in zip(x, h, dy, w1, w2)]
+        return products(x, w1, h, w2, dy, out)
+    steps = {'experts': operands(num_experts, tokens * top_k // num_experts, hidden),
+             'dense': operands(1, tokens, top_k * hidden)}
+    times = time_interleaved(steps, repeats, device)
+    return median_ratio(times, 'experts', 'dense')
+
+
 def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, top_k, hidden):
     torch.manual_seed(0)
     moe = MoEMlp(dims, num_experts, top_k, hidden_dims=hidden).to(device)
@@ -241,6 +280,8 @@ def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, t
         ratio_vs_dense=round(median_ratio(times, 'moe', 'dense'), 3),
         speedup_vs_loop=round(median_ratio(times, 'reference', 'moe'), 3),
         padded_bmm_vs_ours=round(median_ratio(times, 'padded_bmm', 'moe'), 3),
+        gemm_floor_vs_dense=round(gemm_floor(device, repeats, batch * tokens, dims,
+                                             num_experts, top_k, hidden), 3),
         peak_memory_mb={name: round(peak_memory_mb(step, device), 1)
                         for name, step in steps.items()})
 
