@@ -7,10 +7,7 @@ model = dict(
     _delete_=True,
     type='MultiTaskModel',
     data_preprocessor={{_base_.data_preprocessor}},
-    backbone=dict(type='ViT', arch=dict(embed_dim=192, depth=6, num_heads=3), img_size=64,
-                  patch_size=8, init_cfg=dict(
-                      type='Pretrained', prefix='backbone.',
-                      checkpoint='work_dirs/vit-tiny-d6-p8_synth-imagenet_pretrain/iter_800.pth')),
+    backbone={{_base_.frozen_vit}},
     heads=dict(multilabel=dict(type='MultiLabelClsHead', num_classes=11, in_channels=192)))
 optim_wrapper = dict(constructor='FreezeOptimWrapperConstructor',
                      paramwise_cfg=dict(frozen=['backbone.*']))

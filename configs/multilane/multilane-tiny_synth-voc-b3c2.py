@@ -15,10 +15,15 @@ class_mask = split_classes(_base_.synth_voc_classes, **class_split)
 epochs_per_task = 5
 batch_size = 32
 
+pretrained_vit = 'work_dirs/vit-tiny-d6-p8_synth-imagenet_pretrain/iter_800.pth'
+# the same frozen ViT as a modzoo backbone, for the linear-probe baselines
+frozen_vit = dict(type='ViT', arch=dict(embed_dim=192, depth=6, num_heads=3), img_size=64,
+                  patch_size=8, init_cfg=dict(type='Pretrained', prefix='backbone.',
+                                              checkpoint=pretrained_vit))
 model = dict(
     type='MultiLane',
     data_preprocessor={{_base_.data_preprocessor}},
-    pretrained='work_dirs/vit-tiny-d6-p8_synth-imagenet_pretrain/iter_800.pth',
+    pretrained=pretrained_vit,
     backbone=dict(type='MultiLaneViT', arch='vit_tiny_patch16_224',
                   vit_cfg=dict(img_size=64, patch_size=8, depth=6),
                   num_tasks=len(class_mask), num_selectors=10, num_prompts=10,

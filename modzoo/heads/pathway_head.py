@@ -4,6 +4,10 @@
 for the classes of task j and the kept logits are summed, so each class is scored by its own
 task's pathway and no task identity is predicted (``forward_head`` in ``tdemin16/multi-lane``).
 
+``multi_label=False`` is the single-label class-incremental variant (CIFAR-100 / ImageNet-R
+in the official code): cross-entropy and softmax over the classes of the seen tasks, the
+other logits at -inf.
+
 ``mode='task'`` (the paper's "no parallel pathways" ablation): a task identifier with one
 orthogonally initialised key per task picks, for each image, the pathway whose key is most
 cosine-similar to the frozen CLS token; its logits score every class. Training adds
@@ -20,7 +24,7 @@ from .losses import stack_gt
 
 @MODELS.register_module()
 class PathwayHead(nn.Module):
-    """Shared linear head over MULTI-LANE pathways (multi-label classification).
+    """Shared linear head over MULTI-LANE pathways (multi-label or single-label).
 
     Args:
         num_classes: C, classes over all tasks.
@@ -29,12 +33,15 @@ class PathwayHead(nn.Module):
         mode: ``'concat'`` or ``'task'`` (see the module docstring).
         normalize: L2-normalise each CLS token before the linear layer (official
             ``--normalize pre-head``).
+        multi_label: True: sigmoid / binary cross-entropy on ``gt_labels`` (multi-hot);
+            False: softmax / cross-entropy on ``gt_label`` (one class).
 
     Features in: ``cls_token`` [B, 1+T, D], the frozen CLS then the CLS of the T pathways
     ``tasks`` (the layout of ``MultiLaneViT``).
     """
 
-    def __init__(self, num_classes, in_channels, class_mask, mode='concat', normalize=True):
+    def __init__(self, num_classes, in_channels, class_mask, mode='concat', normalize=True,
+                 multi_label=True):
         super().__init__()
         if mode not in ('concat', 'task'):
             raise ValueError(f"PathwayHead: mode='{mode}', expected 'concat' or 'task'")
@@ -44,6 +51,7 @@ class PathwayHead(nn.Module):
                              f'in 0..{num_classes - 1}')
         self.mode = mode
         self.normalize = normalize
+        self.multi_label = multi_label
         self.fc = nn.Linear(in_channels, num_classes)
         trunc_normal_(self.fc.weight, std=.02)
         nn.init.zeros_(self.fc.bias)
@@ -84,20 +92,38 @@ class PathwayHead(nn.Module):
         return self.class_mask[tasks].amax(dim=0)
 
     def loss(self, feats, data_samples, tasks):
-        """Binary cross-entropy over the classes of ``tasks`` (others: logit and target 0,
-        so they give no gradient), mean over B*C as in the official code."""
-        seen = self.seen_classes(tasks)
-        logits = self(feats, tasks) * seen
-        targets = stack_gt(data_samples, 'gt_labels', type(self).__name__).to(logits) * seen
-        losses = dict(loss_cls=F.binary_cross_entropy_with_logits(logits, targets))
+        """Multi-label: binary cross-entropy over the classes of ``tasks`` (others: logit and
+        target 0, so they give no gradient), mean over B*C as in the official code.
+        Single-label: cross-entropy over the classes of ``tasks``. (``MultiLane`` trains
+        with ``tasks`` = the current task only, as the official training mask.)"""
+        logits = self.seen_logits(feats, tasks)
+        if self.multi_label:
+            targets = stack_gt(data_samples, 'gt_labels', type(self).__name__).to(logits)
+            targets = targets * self.seen_classes(tasks)
+            losses = dict(loss_cls=F.binary_cross_entropy_with_logits(logits, targets))
+        else:
+            labels = stack_gt(data_samples, 'gt_label', type(self).__name__).long().view(-1)
+            losses = dict(loss_cls=F.cross_entropy(logits, labels))
         if self.mode == 'task':
             losses['loss_identifier'] = -self.identify(feats.cls_token[:, 0], tasks)[1].mean()
         return losses
 
+    def seen_logits(self, feats, tasks):
+        """Logits [B, C] with the classes outside ``tasks`` at 0 (multi-label, the official
+        ``mask_logits``) or -inf (single-label)."""
+        logits = self(feats, tasks)
+        unseen = self.seen_classes(tasks) == 0
+        return logits.masked_fill(unseen, 0. if self.multi_label else float('-inf'))
+
     def predict(self, feats, data_samples, tasks):
-        """Set ``pred_scores`` [C] on each sample: sigmoid of the logits, with the logits of
-        classes outside ``tasks`` set to 0 as in the official evaluation."""
-        scores = (self(feats, tasks) * self.seen_classes(tasks)).sigmoid()
-        for sample, score in zip(data_samples, scores):
-            sample.pred_scores = score
+        """Multi-label: ``pred_scores`` [C], the sigmoid of :meth:`seen_logits` (unseen
+        classes score 0.5, as in the official evaluation). Single-label: ``pred_score`` [C],
+        their softmax (unseen classes 0), and ``pred_label``."""
+        logits = self.seen_logits(feats, tasks)
+        for sample, logit in zip(data_samples, logits):
+            if self.multi_label:
+                sample.pred_scores = logit.sigmoid()
+            else:
+                sample.pred_score = logit.softmax(dim=0)
+                sample.pred_label = sample.pred_score.argmax()
         return data_samples

@@ -19,12 +19,13 @@ def tiny_backbone(**kwargs):
     return MultiLaneViT(**{**cfg, **kwargs})
 
 
-def tiny_model(mode='concat', **backbone):
+def tiny_model(mode='concat', multi_label=True, **backbone):
     torch.manual_seed(0)
     model = MultiLane(backbone=dict(type='MultiLaneViT', **{**dict(
         arch='vit_tiny_patch16_224', vit_cfg=TINY_VIT, num_tasks=3, num_selectors=4,
         num_prompts=3, num_prompt_layers=2), **backbone}),
-        head=dict(type='PathwayHead', num_classes=6, class_mask=CLASS_MASK, mode=mode))
+        head=dict(type='PathwayHead', num_classes=6, class_mask=CLASS_MASK, mode=mode,
+                  multi_label=multi_label))
     randomize_pathways(model.backbone)
     return model
 
@@ -218,6 +219,37 @@ def test_predict_sets_multilabel_scores():
     assert scores.shape == (2, 6)
     torch.testing.assert_close(scores[:, 2:], torch.full((2, 4), 0.5))   # unseen classes
     torch.testing.assert_close(scores[:, :2], model(images())[:, :2].sigmoid())
+
+
+def one_class(labels):
+    samples = []
+    for label in labels:
+        sample = BaseDataElement()
+        sample.gt_label = torch.tensor(label)
+        samples.append(sample)
+    return samples
+
+
+def test_single_label_variant_is_cross_entropy_over_the_task_classes():
+    model = tiny_model(multi_label=False)
+    model.next_task()   # training task 1 (classes 2-4); task 0 (classes 0-1) seen
+    loss = model(images(), one_class([2, 4]), mode='loss')['loss_cls']
+    with torch.no_grad():
+        pathways = F.normalize(model.backbone(images()).cls_token[:, 1:], dim=-1)
+        logits = model.head.fc(pathways)                                    # [B, 2, C]
+    torch.testing.assert_close(loss.detach(),
+                               F.cross_entropy(logits[:, 1, 2:5], torch.tensor([0, 2])))
+    loss.backward()
+    assert model.head.fc.weight.grad[[0, 1, 5]].abs().sum() == 0   # other tasks' classes
+
+    model.eval()
+    with torch.no_grad():
+        samples = model(images(), one_class([1, 3]), mode='predict')
+    seen = torch.cat((logits[:, 0, :2], logits[:, 1, 2:5]), dim=1)         # own pathways
+    scores = torch.stack([s.pred_score for s in samples])
+    torch.testing.assert_close(scores[:, :5], seen.softmax(dim=1))
+    assert torch.all(scores[:, 5] == 0)   # unseen class
+    assert [int(s.pred_label) for s in samples] == seen.argmax(dim=1).tolist()
 
 
 def test_task_identifier_head_picks_the_closest_key():

@@ -30,7 +30,7 @@ def trainable(model):
 
 def test_every_config_parses():
     names = sorted(osp.basename(p) for p in glob.glob(osp.join(CONFIGS, '*.py')))
-    assert 'multilane-tiny_synth-voc-b3c2.py' in names and len(names) == 9
+    assert 'multilane-tiny_synth-voc-b3c2.py' in names and len(names) == 11
     for name in names:
         cfg = Config.fromfile(osp.join(CONFIGS, name))
         assert cfg.model.type in ('MultiLane', 'MultiTaskModel')
@@ -85,7 +85,9 @@ def test_paper_models_run_forward(name, classes):
 @pytest.mark.parametrize('name', ['multilane-tiny_synth-voc-b3c2',
                                   'multilane-tiny_synth-voc-b3c2_task-identifier',
                                   'multilane-tiny_synth-coco-b3c2',
-                                  'linear-probe_vit-tiny-d6-p8_synth-voc-b3c2'])
+                                  'linear-probe_vit-tiny-d6-p8_synth-voc-b3c2',
+                                  'multilane-tiny_synth-imagenet-b3c2',
+                                  'linear-probe_vit-tiny-d6-p8_synth-imagenet-b3c2'])
 def test_tiny_configs_build_and_train_a_step(name):
     cfg = config(name)
     assert cfg.train_cfg.class_split == dict(base=3, increment=2)
@@ -100,9 +102,14 @@ def test_tiny_configs_build_and_train_a_step(name):
     model = MODELS.build(cfg.model)
     batch = dict(inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)] * 2,
                  data_samples=[])
-    for labels in ([1.] * 11, [0.] * 11):
-        sample = BaseDataElement(metainfo=dict(tasks=('multilabel', )))
-        sample.gt_labels = torch.tensor(labels)
+    single_label = cfg.train_cfg.get('multi_label') is False
+    first_task = split_classes(cfg.synth_voc_classes, base=3, increment=2)[0]
+    for label in first_task[:2]:   # blue_box, brown_capsule
+        sample = BaseDataElement(metainfo=dict(tasks=('cls' if single_label else 'multilabel', )))
+        if single_label:
+            sample.gt_label = torch.tensor(label)
+        else:
+            sample.gt_labels = torch.eye(11)[label]
         batch['data_samples'].append(sample)
     data = model.data_preprocessor(batch, training=True)
     losses = model(**data, mode='loss')

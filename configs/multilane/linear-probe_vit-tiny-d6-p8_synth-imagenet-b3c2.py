@@ -1,0 +1,14 @@
+# Baseline of multilane-tiny_synth-imagenet-b3c2.py on the same loop and split: a linear
+# softmax head on the CLS token of the same frozen ViT-Tiny/8, trained task by task with the
+# logits of classes outside the task at -inf (no pathways, no prompts).
+_base_ = ['./multilane-tiny_synth-imagenet-b3c2.py']
+
+model = dict(
+    _delete_=True,
+    type='MultiTaskModel',
+    data_preprocessor={{_base_.data_preprocessor}},
+    backbone={{_base_.frozen_vit}},
+    heads=dict(cls=dict(type='ClsHead', num_classes=11, in_channels=192)))
+optim_wrapper = dict(constructor='FreezeOptimWrapperConstructor',
+                     paramwise_cfg=dict(frozen=['backbone.*']))
+train_cfg = dict(logits_module='heads.cls.fc')
