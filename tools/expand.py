@@ -62,10 +62,10 @@ def main():
                 new_experts=args.new_experts)
     save_checkpoint_atomic(dict(state_dict=state, meta=meta), ckpt_path)
     write_atomic(osp.join(args.out, f'{name}.py'), new_cfg.pretty_text.encode())
-    trainable = sum(p.numel() for p in grown.parameters() if p.requires_grad)
-    print(f'params {count_params(model) / 1e6:.3f} M -> {count_params(grown) / 1e6:.3f} M '
-          f'({trainable / 1e6:.3f} M with requires_grad; the old experts\' and routers\' rows '
-          f'get zero gradient)')
+    trainable = (grown.backbone.num_trainable_params()
+                 + count_params(grown.heads[args.task]))
+    print(f'params {count_params(model) / 1e6:.3f} M -> {count_params(grown) / 1e6:.3f} M; '
+          f'training {args.task} trains {trainable:,} (its experts, router rows and head)')
     print(f'wrote {osp.join(args.out, name)}.py and .pth')
 
 

@@ -9,15 +9,23 @@ def _dataset_tasks(dataset_cfg):
 
 
 def check_tasks(cfg):
-    """Raise ``ValueError`` when a dataset labels a task that has no head, or a head's task
-    has no training data. Names both lists. Configs whose model has no ``heads`` pass; the
+    """Raise ``ValueError`` when a dataset labels a task that has no head, a head's task has
+    no training data, or a task-routed backbone (``backbone.tasks``, a list of names) has no
+    router for a head's task. Names the lists. Configs whose model has no ``heads`` pass; the
     backbone's ``frozen_tasks`` (an expanded MoE model's old tasks) need no training data."""
     model = cfg.get('model', {})
     heads = model.get('heads')
     if not heads:
         return
     heads = list(heads)
-    frozen = (model.get('backbone') or {}).get('frozen_tasks') or ()
+    backbone = model.get('backbone') or {}
+    frozen = backbone.get('frozen_tasks') or ()
+    routed = backbone.get('tasks')
+    if isinstance(routed, (list, tuple)):
+        unrouted = [t for t in heads if t not in routed]
+        if unrouted:
+            raise ValueError(f'model.heads has task(s) {unrouted} that model.backbone.tasks '
+                             f'{list(routed)} has no router for; heads: {heads}')
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
         sources = _dataset_tasks(loader.get('dataset')) if loader else None

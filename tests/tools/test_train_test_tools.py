@@ -89,3 +89,10 @@ def test_tasks_without_heads_or_data_fail_at_build():
     cfg.model.heads['normals'] = dict(type='NormalHead', in_channels=192)
     with pytest.raises(ValueError, match=r"\['normals'\] that no train_dataloader source"):
         check_tasks(cfg)
+    cfg = Config.fromfile(osp.join(osp.dirname(QUICKSTART), '..', 'moe_vit',
+                                   'moe-vit-tiny_synth_hetero.py'))
+    check_tasks(cfg)
+    cfg.model.backbone.tasks = ['cls', 'semseg', 'depth']
+    with pytest.raises(ValueError, match=r"\['normals'\] that model.backbone.tasks \['cls', "
+                                         r"'semseg', 'depth'\] has no router for"):
+        check_tasks(cfg)
