@@ -13,15 +13,7 @@ from mmengine.runner import Runner
 
 from modzoo.engine import check_tasks, init_distributed, write_atomic
 from modzoo.engine.visualization import show_dense_results
-from modzoo.evaluation import delta_m, load_metrics, metric_directions
-
-# The metric of each evaluator type that Δm averages by default, one per task (saliency: maxF
-# as InvPT/TaskExpert report; the survey's Δm uses its mIoU, pick it with --delta-m-keys).
-PRIMARY_METRIC = {
-    'Accuracy': 'top1', 'MultiLabelMetric': 'mAP', 'IoUMetric': 'mIoU', 'DepthMetric': 'rmse',
-    'NormalMetric': 'mean_angle', 'SaliencyMetric': 'maxF', 'BoundaryMetric': 'odsF',
-}
-
+from modzoo.evaluation import delta_m, load_metrics, metric_directions, primary_metric_keys
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Evaluate a modzoo model')
@@ -55,21 +47,6 @@ def parse_args():
     if args.delta_m_keys and not args.baselines:
         parser.error('--delta-m-keys needs --baselines')
     return args
-
-
-def delta_m_keys(evaluator_cfg) -> list:
-    """``<prefix>/<primary metric>`` of every metric cfg (a list or one dict) that has a task."""
-    keys = []
-    for metric in evaluator_cfg if isinstance(evaluator_cfg, (list, tuple)) else [evaluator_cfg]:
-        if 'task' not in metric:
-            continue
-        kind = metric['type'].rsplit('.', 1)[-1]
-        if kind not in PRIMARY_METRIC:
-            raise KeyError(f"Δm: no primary metric is known for test_evaluator type '{kind}' "
-                           f"(task '{metric['task']}'); known: {sorted(PRIMARY_METRIC)}. "
-                           'Name the keys with --delta-m-keys.')
-        keys.append(f"{metric.get('prefix') or metric['task']}/{PRIMARY_METRIC[kind]}")
-    return keys
 
 
 def load_baselines(paths: list, keys: list) -> dict:
@@ -116,7 +93,7 @@ def main():
     check_tasks(cfg)
     init_distributed(cfg)
     if args.baselines:  # read before testing, so a bad file fails at once
-        keys = args.delta_m_keys or delta_m_keys(cfg.test_evaluator)
+        keys = args.delta_m_keys or primary_metric_keys(cfg.test_evaluator)
         single = load_baselines(args.baselines, keys)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

@@ -1,8 +1,9 @@
 """Metrics (registered in ``modzoo.registry.METRICS``) and Δm."""
-from .delta_m import HIGHER_IS_BETTER, delta_m, load_metrics, metric_directions
+from .delta_m import (HIGHER_IS_BETTER, PRIMARY_METRIC, delta_m, load_metrics,
+                      metric_directions, primary_metric_keys)
 from .metrics import (Accuracy, BoundaryMetric, DepthMetric, IoUMetric, MultiLabelMetric,
                       NormalMetric, SaliencyMetric)
 
 __all__ = ['Accuracy', 'BoundaryMetric', 'DepthMetric', 'IoUMetric', 'MultiLabelMetric',
-           'NormalMetric', 'SaliencyMetric', 'HIGHER_IS_BETTER', 'delta_m', 'load_metrics',
-           'metric_directions']
+           'NormalMetric', 'SaliencyMetric', 'HIGHER_IS_BETTER', 'PRIMARY_METRIC', 'delta_m',
+           'load_metrics', 'metric_directions', 'primary_metric_keys']

@@ -16,7 +16,7 @@ single-task baseline::
 import json
 import math
 import numbers
-from typing import Dict, Iterable
+from typing import Dict, Iterable, List
 
 # Whether a larger value is better, per metric name (the key after the task prefix).
 HIGHER_IS_BETTER = {
@@ -34,6 +34,29 @@ HIGHER_IS_BETTER = {
     'within_11.25': True, 'within_22.5': True, 'within_30': True,
 }
 
+
+# The metric of each evaluator type that Δm averages by default, one per task (saliency: maxF
+# as InvPT/TaskExpert report; the survey's Δm uses its mIoU: pass its key explicitly).
+PRIMARY_METRIC = {
+    'Accuracy': 'top1', 'MultiLabelMetric': 'mAP', 'IoUMetric': 'mIoU', 'DepthMetric': 'rmse',
+    'NormalMetric': 'mean_angle', 'SaliencyMetric': 'maxF', 'BoundaryMetric': 'odsF',
+}
+
+
+def primary_metric_keys(evaluator_cfg) -> List[str]:
+    """``<prefix>/<primary metric>`` of every metric cfg (a list or one dict) that has a task:
+    the keys Δm averages by default."""
+    keys = []
+    for metric in evaluator_cfg if isinstance(evaluator_cfg, (list, tuple)) else [evaluator_cfg]:
+        if 'task' not in metric:
+            continue
+        kind = metric['type'].rsplit('.', 1)[-1]
+        if kind not in PRIMARY_METRIC:
+            raise KeyError(f"Δm: no primary metric is known for evaluator type '{kind}' "
+                           f"(task '{metric['task']}'); known: {sorted(PRIMARY_METRIC)}. "
+                           'Name the keys explicitly (tools/test.py --delta-m-keys).')
+        keys.append(f"{metric.get('prefix') or metric['task']}/{PRIMARY_METRIC[kind]}")
+    return keys
 
 def delta_m(mt: dict, st: dict, higher_is_better: Dict[str, bool]) -> float:
     """Δm in percent over the metric keys of ``higher_is_better``.

@@ -11,6 +11,7 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
+from modzoo.evaluation import primary_metric_keys
 from modzoo.registry import DATASETS, METRICS, MODELS
 from modzoo.structures import TaskDataSample
 
@@ -201,7 +202,7 @@ def test_delta_m_keys_and_a_worked_example():
     tool = load_tool('test')
     cfg = Config.fromfile(osp.join(CONFIGS, 'taskexpert',
                                    'taskexpert_vit-tiny-p8_synth-pascal.py'))
-    assert tool.delta_m_keys(cfg.test_evaluator) == [
+    assert primary_metric_keys(cfg.test_evaluator) == [
         'semseg/mIoU', 'parts/mIoU', 'saliency/maxF', 'normals/mean_angle', 'edge/odsF']
     # +25% mIoU, rmse 0.5 for 0.4 is -25%, 20 degrees for 25 is +20%, odsF equal: Δm = +5%
     mt = {'semseg/mIoU': 50.0, 'depth/rmse': 0.5, 'normals/mean_angle': 20.0, 'edge/odsF': 70}
@@ -209,8 +210,8 @@ def test_delta_m_keys_and_a_worked_example():
     report = tool.delta_m_report(mt, st, list(mt))
     assert report['delta_m'] == pytest.approx(5.0)
     assert report['delta_m/depth/rmse'] == pytest.approx(-25.0)
-    with pytest.raises(KeyError, match="no primary metric is known for test_evaluator type 'Foo'"):
-        tool.delta_m_keys([dict(type='Foo', task='x')])
+    with pytest.raises(KeyError, match="no primary metric is known for evaluator type 'Foo'"):
+        primary_metric_keys([dict(type='Foo', task='x')])
 
 
 def test_single_task_config_keeps_one_task(tmp_path):
