@@ -146,10 +146,16 @@ class SemSegHead(DenseHead):
 
 @MODELS.register_module()
 class DepthHead(DenseHead):
-    """Depth in metres: L1 on the pixels with gt > 0; predicts the depth clamped to >= 0."""
+    """Depth in metres: L1 on the pixels with gt > 0; predicts the depth clamped to >= 0.
 
-    def __init__(self, **kwargs):
+    ``init_depth`` starts the output bias at a depth of the data (its median minimises the
+    L1 loss): the L1 gradient has a fixed size, so from 0 a short schedule spends most of
+    its steps just reaching the data's scale.
+    """
+
+    def __init__(self, init_depth: float = 0., **kwargs):
         super().__init__(out_channels=1, gt_key='gt_depth', **kwargs)
+        nn.init.constant_(self.conv_out.bias, init_depth)
 
     def loss_by_feat(self, logits, gt):
         return depth_l1_loss(logits[:, 0], gt)

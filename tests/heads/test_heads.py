@@ -220,6 +220,14 @@ def test_dense_loss_ignores_the_padding():
     torch.testing.assert_close(loss, diffs.mean())
 
 
+def test_depth_head_starts_at_init_depth():
+    head = DepthHead(in_channels=8, channels=8, init_depth=4.3).eval()
+    torch.nn.init.zeros_(head.conv_out.weight)
+    feats = Features(maps=(torch.randn(2, 8, 4, 4),))
+    with torch.no_grad():
+        torch.testing.assert_close(head(feats, (8, 8)), torch.full((2, 1, 8, 8), 4.3))
+
+
 def test_dense_head_errors():
     with pytest.raises(ValueError, match='one entry per in_index'):
         DepthHead(in_channels=[8, 8], in_index=-1)
