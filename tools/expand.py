@@ -47,7 +47,7 @@ def main():
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     new_cfg, state = expand_model(model, cfg, args.task, dict(args.head), args.new_experts)
     data_path = args.data or args.config
-    keep_task_data(new_cfg, args.task, Config.fromfile(data_path), data_path)
+    keep_task_data(new_cfg, [args.task], Config.fromfile(data_path), data_path)
 
     name = f'{osp.splitext(osp.basename(args.config))[0]}_{args.task}'
     ckpt_path = osp.join(args.out, f'{name}.pth')

@@ -1,7 +1,9 @@
 """Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--out metrics.json]``.
 
 ``--baselines ST.json ...`` adds Δm against single-task metrics (``tools/train_single_task.py``
-writes them); ``--show-dir DIR`` saves predictions and gate maps of a few images as PNG.
+writes them); ``--show-dir DIR`` saves predictions and gate maps of a few images as PNG;
+``--data CFG`` tests on the sources and metrics of another config, for the tasks the model
+has heads for (e.g. an expanded model's old tasks on the data of the config it grew from).
 """
 import argparse
 import json
@@ -11,6 +13,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from modzoo.analysis import keep_task_data
 from modzoo.engine import check_tasks, init_distributed, write_atomic
 from modzoo.engine.visualization import show_dense_results
 from modzoo.evaluation import delta_m, load_metrics, metric_directions, primary_metric_keys
@@ -29,6 +32,9 @@ def parse_args():
     parser.add_argument('--delta-m-keys', nargs='+', metavar='KEY',
                         help='metric keys Δm averages (default: the primary metric of each '
                              'test evaluator, e.g. semseg/mIoU depth/rmse)')
+    parser.add_argument('--data', metavar='CONFIG',
+                        help="test on this config's test data and metrics, for the tasks "
+                             'the model has heads for')
     parser.add_argument('--show-dir', help='save inputs, predictions, ground truth and gate '
                                            'maps of a few test images as PNG here')
     parser.add_argument('--show-num', type=int, default=4,
@@ -78,6 +84,12 @@ def merge_args(cfg, args):
     cfg.launcher = args.launcher
     if args.amp:
         cfg.test_cfg = dict(cfg.get('test_cfg') or dict(type='TestLoop'), fp16=True)
+    if args.data:
+        if not cfg.model.get('heads'):
+            raise SystemExit(f'--data: the model of {args.config} has no heads to choose the '
+                             'tasks to test by')
+        keep_task_data(cfg, list(cfg.model.heads), Config.fromfile(args.data), args.data,
+                       splits=('test', ))
     if args.out and args.out_item == 'pred':
         cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
             cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]

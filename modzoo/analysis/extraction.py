@@ -104,5 +104,5 @@ def _one_task_config(cfg: Config, task: str, backbone, kept: Dict[str, List[int]
     cfg.model.heads = {task: cfg.model.heads[task]}
     if cfg.model.get('loss_weights'):
         cfg.model.loss_weights = {k: v for k, v in cfg.model.loss_weights.items() if k == task}
-    keep_task_data(cfg, task)
+    keep_task_data(cfg, [task])
     return cfg

@@ -1,32 +1,34 @@
-"""Point a config's data and metrics at one task (extraction and expansion outputs)."""
+"""Point a config's data and metrics at some of its tasks (extraction, expansion, testing)."""
 import copy
-from typing import Optional
+from typing import Optional, Sequence
 
 from mmengine.config import Config
 
 
-def keep_task_data(cfg: Config, task: str, source: Optional[Config] = None,
-                   source_name: str = 'the config') -> None:
-    """Set ``cfg``'s train/val/test data to the ``MultiTaskDataset`` sources of ``source``
-    (default ``cfg``) that label ``task``, each labelling ``task`` only, and its evaluators to
-    those of ``task``. In place. A loader of ``source`` with no such source raises an error
-    naming ``source_name``, the loader and the tasks its sources label.
+def keep_task_data(cfg: Config, tasks: Sequence[str], source: Optional[Config] = None,
+                   source_name: str = 'the config',
+                   splits: Sequence[str] = ('train', 'val', 'test')) -> None:
+    """Set ``cfg``'s data of ``splits`` to the ``MultiTaskDataset`` sources of ``source``
+    (default ``cfg``) that label one of ``tasks``, each labelling only those, and its
+    evaluators to those of ``tasks``. In place. A loader of ``source`` with no such source
+    raises an error naming ``source_name``, the loader and the tasks its sources label.
     """
     source = cfg if source is None else source
-    for split in ('train', 'val', 'test'):
+    for split in splits:
         evaluator = source.get(f'{split}_evaluator')
         if isinstance(evaluator, (list, tuple)):
             cfg[f'{split}_evaluator'] = [copy.deepcopy(m) for m in evaluator
-                                         if m.get('task', task) == task]
+                                         if m.get('task', tasks[0]) in tasks]
         key = f'{split}_dataloader'
         loader = source.get(key)
         if not loader or loader.dataset.get('type') != 'MultiTaskDataset':
             continue
-        sources = {name: dict(src, tasks=[task]) for name, src in loader.dataset.sources.items()
-                   if task in src['tasks']}
-        if not sources:
+        kept = {name: dict(src, tasks=[t for t in src['tasks'] if t in tasks])
+                for name, src in loader.dataset.sources.items()}
+        kept = {name: src for name, src in kept.items() if src['tasks']}
+        if not kept:
             labelled = sorted({t for src in loader.dataset.sources.values() for t in src['tasks']})
-            raise ValueError(f"{source_name}: {key} has no source labelling task '{task}'; "
-                             f'its sources label {labelled}')
+            raise ValueError(f'{source_name}: {key} has no source labelling task(s) '
+                             f'{list(tasks)}; its sources label {labelled}')
         cfg[key] = copy.deepcopy(loader)
-        cfg[key].dataset.sources = sources
+        cfg[key].dataset.sources = kept

@@ -18,7 +18,7 @@ from mmengine.runner import Runner, load_checkpoint
 from timm.layers import Attention
 
 from modzoo.analysis import (FLOP_HANDLES, active_params, count_flops, count_params,
-                             expand_model, extract_task, select_experts)
+                             expand_model, extract_task, keep_task_data, select_experts)
 from modzoo.engine import check_tasks, save_checkpoint_atomic
 from modzoo.engine.hooks import ExpertUsageHook
 from modzoo.models.backbones.moe_vit import MoEViT
@@ -173,7 +173,8 @@ def test_expand_tool_writes_a_config_that_trains_the_new_task(tmp_path, monkeypa
             str(tmp_path / 'out'), '--head', 'type=DepthHead', 'in_channels=32', 'in_index=0,',
             '--new-experts', '1']
     with pytest.raises(ValueError, match="moe.py: train_dataloader has no source labelling "
-                                         r"task 'depth'; its sources label \['cls', 'semseg'\]"):
+                                         r"task\(s\) \['depth'\]; its sources label "
+                                         r"\['cls', 'semseg'\]"):
         run_main('expand.py', *argv, monkeypatch=monkeypatch)
     run_main('expand.py', *argv, '--data', data_path, monkeypatch=monkeypatch)
     new_cfg = Config.fromfile(str(tmp_path / 'out' / 'moe_depth.py'))
@@ -189,6 +190,19 @@ def test_expand_tool_writes_a_config_that_trains_the_new_task(tmp_path, monkeypa
         for task in ('cls', 'semseg'):
             assert torch.allclose(task_logits(grown, x, task), task_logits(model, x, task),
                                   atol=1e-6), task
+
+
+def test_keep_task_data_picks_the_sources_and_metrics_of_some_tasks():
+    cfg, source = small_cfg(), small_cfg()
+    keep_task_data(cfg, ['normals', 'cls'], source, 'src.py', splits=('test', ))
+    sources = cfg.test_dataloader.dataset.sources
+    assert sorted(sources) == ['cls', 'normals']
+    assert all(src['tasks'] == [name] for name, src in sources.items())
+    assert sorted(m.task for m in cfg.test_evaluator) == ['cls', 'normals']
+    assert sorted(cfg.train_dataloader.dataset.sources) == ['cls', 'depth', 'normals', 'semseg']
+    with pytest.raises(ValueError, match=r"src.py: test_dataloader has no source labelling "
+                                         r"task\(s\) \['parts'\]"):
+        keep_task_data(cfg, ['parts'], source, 'src.py', splits=('test', ))
 
 
 def test_expert_usage_hook_writes_each_phase(tmp_path):
