@@ -36,3 +36,22 @@ def test_mlp_benchmark_runs_on_tiny_sizes():
     assert set(result['median_ms']) == {'moe', 'dense', 'reference', 'padded_bmm'}
     assert result['ratio_vs_dense'] > 0 and result['speedup_vs_loop'] > 0
     assert all(mb > 0 for mb in result['peak_memory_mb'].values())
+
+
+def test_gemm_floor_times_the_six_products_of_an_mlp_step():
+    """``products`` computes a linear two-layer MLP's forward and its gradients."""
+    torch.manual_seed(0)
+    x, w1, w2 = torch.randn(5, 4), torch.randn(4, 6), torch.randn(6, 4)
+    dy = torch.randn(5, 4)
+    h = x @ w1
+    out = {key: torch.empty(shape) for key, shape in
+           dict(h=(5, 6), y=(5, 4), dh=(5, 6), dw2=(6, 4), dx=(5, 4), dw1=(4, 6)).items()}
+    benchmark.products([x], [w1], [h], [w2], [dy], [out])()
+    leaves = [t.clone().requires_grad_() for t in (x, w1, w2)]
+    y = leaves[0] @ leaves[1] @ leaves[2]
+    dx, dw1, dw2 = torch.autograd.grad(y, leaves, dy)
+    for key, want in dict(y=y, dx=dx, dw1=dw1, dw2=dw2, h=h).items():
+        torch.testing.assert_close(out[key], want.detach())
+    ratio = benchmark.gemm_floor(torch.device('cpu'), repeats=2, tokens=32, dims=16,
+                                 num_experts=4, top_k=2, hidden=32)
+    assert ratio > 0
