@@ -18,6 +18,7 @@ from modzoo.engine import check_tasks, init_distributed, write_atomic
 from modzoo.engine.visualization import show_dense_results
 from modzoo.evaluation import delta_m, load_metrics, metric_directions, primary_metric_keys
 
+
 def parse_args():
     parser = argparse.ArgumentParser(description='Evaluate a modzoo model')
     parser.add_argument('config', help='test config file path')

@@ -85,8 +85,7 @@ def _grow_layer(state: Dict[str, Tensor], name: str, layer: nn.Module, n: int,
     state[f'{name}.router.usage'][:-1, :-n] = usage
     joint = state.get(f'{name}.aux_loss.mi.joint')
     if joint is not None:  # the MI estimate starts again (uniform) for the new task set
-        state[f'{name}.aux_loss.mi.joint'] = torch.full(
-            (joint.shape[0] + 1, joint.shape[1] + n), 1.0 / ((joint.shape[0] + 1) *
-                                                            (joint.shape[1] + n)))
+        shape = (joint.shape[0] + 1, joint.shape[1] + n)
+        state[f'{name}.aux_loss.mi.joint'] = torch.full(shape, 1.0 / (shape[0] * shape[1]))
         state[f'{name}.aux_loss.mi.num_updates'] = torch.zeros_like(
             state[f'{name}.aux_loss.mi.num_updates'])

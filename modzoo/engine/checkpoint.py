@@ -12,10 +12,10 @@ Importing this module plugs modzoo into mmengine (0.10.7):
   ``open-mmlab://`` ... schemes are refused: mmengine fetches them with ``weights_only=False``.
 * Saving. mmengine writes checkpoints through its ``'local'`` file backend; ``AtomicLocalBackend``
   replaces it, so every local ``put``/``put_text`` goes through ``write_atomic``: a temp file in
-  the same directory, fsynced and ``os.replace``d into place. ``SafeCheckpointHook`` (use it in place of
-  ``CheckpointHook``) also writes the ``last_checkpoint`` pointer atomically, deletes an expired
-  checkpoint only once the new one is on disk, and stores the message hub as plain Python types
-  so the file resumes under ``weights_only=True``.
+  the same directory, fsynced and ``os.replace``d into place. ``SafeCheckpointHook`` (use it in
+  place of ``CheckpointHook``) also writes the ``last_checkpoint`` pointer atomically, deletes
+  an expired checkpoint only once the new one is on disk, and stores the message hub as plain
+  Python types so the file resumes under ``weights_only=True``.
 """
 import io
 import os

@@ -58,6 +58,7 @@ def primary_metric_keys(evaluator_cfg) -> List[str]:
         keys.append(f"{metric.get('prefix') or metric['task']}/{PRIMARY_METRIC[kind]}")
     return keys
 
+
 def delta_m(mt: dict, st: dict, higher_is_better: Dict[str, bool]) -> float:
     """Δm in percent over the metric keys of ``higher_is_better``.
 

@@ -5,8 +5,8 @@ for the classes of task j and the kept logits are summed, so each class is score
 task's pathway and no task identity is predicted (``forward_head`` in ``tdemin16/multi-lane``).
 
 ``multi_label=False`` is the single-label class-incremental variant (CIFAR-100 / ImageNet-R
-in the official code): cross-entropy and softmax over the classes of the seen tasks, the
-other logits at -inf.
+in the official code): cross-entropy over the trained task's classes, softmax over the
+classes of the seen tasks, the other logits at -inf.
 
 ``mode='task'`` (the paper's "no parallel pathways" ablation): a task identifier with one
 orthogonally initialised key per task picks, for each image, the pathway whose key is most

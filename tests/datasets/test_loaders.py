@@ -225,8 +225,8 @@ def test_ade20k_reduce_zero_label_by_hand(tmp_path):
 
 def _anno(objects):
     """A PASCAL-Part ``anno`` struct: objects = [(class_ind, mask, [(part name, mask)])]."""
-    array = np.zeros((1, len(objects)), [('class', 'O'), ('class_ind', 'O'), ('mask', 'O'),
-                                          ('parts', 'O')])
+    fields = [('class', 'O'), ('class_ind', 'O'), ('mask', 'O'), ('parts', 'O')]
+    array = np.zeros((1, len(objects)), fields)
     for j, (class_ind, mask, parts) in enumerate(objects):
         part_array = np.zeros((1, len(parts)), [('part_name', 'O'), ('mask', 'O')])
         for i, part in enumerate(parts):

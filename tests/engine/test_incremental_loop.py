@@ -189,8 +189,8 @@ def test_multilane_trains_task_by_task(reference):
     with open(osp.join(work_dir, 'incremental_results.json')) as f:
         results = json.load(f)
     assert results['split'] == 'B2-C2' and results['class_mask'] == CLASS_MASK
-    assert [t['classes'] for t in results['tasks']] == [['ant', 'bird'], ['cat', 'dog'],
-                                                       ['eel', 'fox']]
+    assert [t['classes'] for t in results['tasks']] == [
+        ['ant', 'bird'], ['cat', 'dog'], ['eel', 'fox']]
     maps = [t['metrics']['multilabel/mAP'] for t in results['tasks']]
     assert results['summary']['avg/multilabel/mAP'] == pytest.approx(np.mean(maps))
     assert results['summary']['last/multilabel/mAP'] == maps[-1]

@@ -72,8 +72,9 @@ class ParallelLinear(torch.autograd.Function):
         sizes = expert_size.tolist()
         grad_x, grad_w = torch.empty_like(x), torch.empty_like(weight)
         grad_b = torch.empty_like(bias)
-        for gi, xi, wi, dxi, dwi, dbi in zip(grad.split(sizes), x.t().split(sizes, dim=1),
-                                            weight, grad_x.split(sizes), grad_w, grad_b):
+        groups = zip(grad.split(sizes), x.t().split(sizes, dim=1), weight,
+                     grad_x.split(sizes), grad_w, grad_b)
+        for gi, xi, wi, dxi, dwi, dbi in groups:
             torch.mm(gi, wi.t(), out=dxi)
             torch.mm(xi, gi, out=dwi)
             torch.sum(gi, dim=0, out=dbi)

@@ -78,4 +78,3 @@ class LoadTaskAnnotations(BaseTransform):
                                  f"its image '{results['img_path']}' has size {img_hw}")
         results.update(labels)
         return results
-

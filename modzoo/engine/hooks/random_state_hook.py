@@ -39,8 +39,8 @@ class RandomStateHook(Hook):
     loop has advanced the dataloader past the trained iterations. Checkpoints are written by
     rank 0 alone; with mmengine's default ``randomness.diff_rank_seed=False`` every rank is
     seeded alike and draws alike, so rank 0's states are every rank's. With
-    ``diff_rank_seed=True`` the other ranks are not restored (a warning says so). Augmentations run in
-    dataloader workers, which mmengine seeds per worker, so the data match too; with
+    ``diff_rank_seed=True`` the other ranks are not restored (a warning says so). Augmentations
+    run in dataloader workers, which mmengine seeds per worker, so the data match too; with
     ``num_workers=0`` they draw from the main process generators and the first batch after
     the resume is augmented differently.
     """

@@ -228,4 +228,3 @@ class TaskExpertNeck(BaseModule):
                                  f'in_channels says {channels}.')
             maps.append(x)
         return maps
-
