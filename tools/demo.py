@@ -54,8 +54,8 @@ def main():
           f'(work dir: {cfg.work_dir})\n')
     print(f'{"metric":<28}{"model":>10}{"prior baseline":>16}')
     for key in sorted(model_metrics):
-        baseline = baseline_metrics.get(key, float('nan'))
-        print(f'{key:<28}{model_metrics[key]:>10.3f}{baseline:>16.3f}')
+        prior = baseline_metrics.get(key, float('nan'))
+        print(f'{key:<28}{model_metrics[key]:>10.3f}{prior:>16.3f}')
     with open(osp.join(cfg.work_dir, 'demo_metrics.json'), 'w') as f:
         json.dump(dict(train_seconds=train_seconds, model=model_metrics,
                        prior_baseline=baseline_metrics), f, indent=2, default=float)

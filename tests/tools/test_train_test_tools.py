@@ -80,6 +80,22 @@ def test_torchrun_two_processes(tiny_synth, tmp_path):
     assert 'Distributed training: True' in proc.stdout + proc.stderr
 
 
+def test_demo_prints_every_metric_beside_the_prior(tmp_path, tiny_synth):
+    cfg = tiny_config(tmp_path, tiny_synth, max_iters=2)
+    work_dir = tmp_path / 'demo'
+    proc = run_tool('tools/demo.py', cfg, '--work-dir', str(work_dir))
+    with open(work_dir / 'demo_metrics.json') as f:
+        report = json.load(f)
+    assert set(report) == {'train_seconds', 'model', 'prior_baseline'}
+    assert {'cls/top1', 'semseg/mIoU', 'depth/rmse', 'multilabel/mAP'} <= set(report['model'])
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()
+            if line.split() and line.split()[0] in report['model']}
+    assert set(rows) == set(report['model'])
+    for key, (model, prior) in rows.items():
+        assert float(model) == pytest.approx(report['model'][key], abs=1e-3)
+        assert float(prior) == pytest.approx(report['prior_baseline'][key], abs=1e-3)
+
+
 def test_tasks_without_heads_or_data_fail_at_build():
     cfg = Config.fromfile(QUICKSTART)
     del cfg.model.heads['depth']
