@@ -21,6 +21,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from modzoo.analysis import keep_task_data
 from modzoo.engine import check_tasks, init_distributed, write_atomic
 
 MERGED = 'single_task_metrics.json'
@@ -44,22 +45,6 @@ def parse_args():
     return args
 
 
-def _keep_task(dataset_cfg, task):
-    """A MultiTaskDataset cfg with only the sources that label ``task``, each labelling it
-    alone; any other dataset cfg unchanged."""
-    if not isinstance(dataset_cfg, dict) or dataset_cfg.get('type') != 'MultiTaskDataset':
-        return dataset_cfg
-    sources = {name: dict(source, tasks=[task])
-               for name, source in dataset_cfg['sources'].items() if task in source['tasks']}
-    return dict(dataset_cfg, sources=sources)
-
-
-def _keep_metrics(evaluator_cfg, task):
-    """The metric cfgs (a list or one dict) of ``task``."""
-    metrics = evaluator_cfg if isinstance(evaluator_cfg, (list, tuple)) else [evaluator_cfg]
-    return [metric for metric in metrics if metric.get('task') == task]
-
-
 def single_task_config(cfg: Config, task: str) -> Config:
     """A copy of the multi-task ``cfg`` that trains and evaluates ``task`` alone."""
     heads = cfg.model.get('heads') or {}
@@ -72,16 +57,7 @@ def single_task_config(cfg: Config, task: str) -> Config:
         cfg.model.loss_weights = {t: w for t, w in cfg.model.loss_weights.items() if t == task}
     if cfg.model.get('neck') and 'tasks' in cfg.model.neck:
         cfg.model.neck.tasks = [task]
-    for split in ('train', 'val', 'test'):
-        loader = cfg.get(f'{split}_dataloader')
-        if loader:
-            loader.dataset = _keep_task(loader.dataset, task)
-        if split != 'train' and cfg.get(f'{split}_evaluator'):
-            metrics = _keep_metrics(cfg[f'{split}_evaluator'], task)
-            if not metrics:
-                raise ValueError(f"single_task_config: {split}_evaluator has no metric with "
-                                 f"task='{task}'")
-            cfg[f'{split}_evaluator'] = metrics
+    keep_task_data(cfg, [task])
     check_tasks(cfg)
     return cfg
 

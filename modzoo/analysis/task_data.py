@@ -10,15 +10,20 @@ def keep_task_data(cfg: Config, tasks: Sequence[str], source: Optional[Config] =
                    splits: Sequence[str] = ('train', 'val', 'test')) -> None:
     """Set ``cfg``'s data of ``splits`` to the ``MultiTaskDataset`` sources of ``source``
     (default ``cfg``) that label one of ``tasks``, each labelling only those, and its
-    evaluators to those of ``tasks``. In place. A loader of ``source`` with no such source
-    raises an error naming ``source_name``, the loader and the tasks its sources label.
+    evaluators (a list or one metric cfg) to the metrics of ``tasks``. In place. A loader or
+    evaluator of ``source`` with nothing for ``tasks`` raises an error naming
+    ``source_name``, the loader or evaluator and what it holds.
     """
     source = cfg if source is None else source
     for split in splits:
         evaluator = source.get(f'{split}_evaluator')
-        if isinstance(evaluator, (list, tuple)):
-            cfg[f'{split}_evaluator'] = [copy.deepcopy(m) for m in evaluator
-                                         if m.get('task', tasks[0]) in tasks]
+        if evaluator:
+            metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+            kept_metrics = [copy.deepcopy(m) for m in metrics if m.get('task', tasks[0]) in tasks]
+            if not kept_metrics:
+                raise ValueError(f'{source_name}: {split}_evaluator has no metric of task(s) '
+                                 f"{list(tasks)}; its metrics: {[m.get('task') for m in metrics]}")
+            cfg[f'{split}_evaluator'] = kept_metrics
         key = f'{split}_dataloader'
         loader = source.get(key)
         if not loader or loader.dataset.get('type') != 'MultiTaskDataset':

@@ -200,8 +200,8 @@ def test_keep_task_data_picks_the_sources_and_metrics_of_some_tasks():
     assert all(src['tasks'] == [name] for name, src in sources.items())
     assert sorted(m.task for m in cfg.test_evaluator) == ['cls', 'normals']
     assert sorted(cfg.train_dataloader.dataset.sources) == ['cls', 'depth', 'normals', 'semseg']
-    with pytest.raises(ValueError, match=r"src.py: test_dataloader has no source labelling "
-                                         r"task\(s\) \['parts'\]"):
+    with pytest.raises(ValueError, match=r"src.py: test_evaluator has no metric of "
+                                         r"task\(s\) \['parts'\]; its metrics: \['cls'"):
         keep_task_data(cfg, ['parts'], source, 'src.py', splits=('test', ))
 
 
