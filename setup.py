@@ -25,5 +25,11 @@ setup(
         'tqdm>=4.65',
         'scipy>=1.10',
     ],
-    extras_require={'test': ['pytest>=7.4', 'pytest-xdist>=3.3', 'scikit-learn>=1.3']},
+    extras_require={
+        # Uni-Perceiver v2: BPE tokenizer training, caption metrics; RoBERTa text encoder
+        'uniperceiver': ['tokenizers>=0.15', 'pycocoevalcap>=1.2'],
+        'roberta': ['transformers>=4.40'],
+        'test': ['pytest>=7.4', 'pytest-xdist>=3.3', 'scikit-learn>=1.3', 'tokenizers>=0.15',
+                 'pycocoevalcap>=1.2', 'transformers>=4.40'],
+    },
 )

@@ -2,9 +2,9 @@ from .checkpoint import (AtomicLocalBackend, SafeCheckpointHook, UnsafeCheckpoin
                          load_from_local, save_checkpoint_atomic, write_atomic)
 from .distributed import CPUAwareDistributedDataParallel, ddp_wrapper_cfg, init_distributed
 from .freeze import FreezeOptimWrapperConstructor, freeze, parameter_counts
-from .hooks import RandomStateHook
+from .hooks import RandomStateHook, SampledTaskHook
 from .loops import IncrementalLoop
-from .optimizers import LayerDecayOptimWrapperConstructor
+from .optimizers import LayerDecayOptimWrapperConstructor, TBGNAdamW
 from .task_check import check_tasks
 
 __all__ = [
@@ -12,5 +12,5 @@ __all__ = [
     'save_checkpoint_atomic', 'write_atomic', 'CPUAwareDistributedDataParallel',
     'ddp_wrapper_cfg', 'init_distributed', 'RandomStateHook', 'check_tasks',
     'FreezeOptimWrapperConstructor', 'freeze', 'parameter_counts',
-    'LayerDecayOptimWrapperConstructor', 'IncrementalLoop'
+    'LayerDecayOptimWrapperConstructor', 'IncrementalLoop', 'SampledTaskHook', 'TBGNAdamW'
 ]

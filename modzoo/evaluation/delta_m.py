@@ -32,6 +32,10 @@ HIGHER_IS_BETTER = {
     # NormalMetric
     'mean_angle': False, 'median_angle': False, 'rmse_angle': False,
     'within_11.25': True, 'within_22.5': True, 'within_30': True,
+    # CaptionMetric, RetrievalMetric
+    'BLEU-1': True, 'BLEU-2': True, 'BLEU-3': True, 'BLEU-4': True, 'CIDEr': True,
+    'i2t_R@1': True, 'i2t_R@5': True, 'i2t_R@10': True, 't2i_R@1': True, 't2i_R@5': True,
+    't2i_R@10': True, 'R_mean': True,
 }
 
 
@@ -40,6 +44,7 @@ HIGHER_IS_BETTER = {
 PRIMARY_METRIC = {
     'Accuracy': 'top1', 'MultiLabelMetric': 'mAP', 'IoUMetric': 'mIoU', 'DepthMetric': 'rmse',
     'NormalMetric': 'mean_angle', 'SaliencyMetric': 'maxF', 'BoundaryMetric': 'odsF',
+    'CaptionMetric': 'CIDEr', 'RetrievalMetric': 'R_mean',
 }
 
 

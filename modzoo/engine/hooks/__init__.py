@@ -1,4 +1,5 @@
 from .expert_usage_hook import ExpertUsageHook
 from .random_state_hook import RandomStateHook
+from .sampled_task_hook import SampledTaskHook
 
-__all__ = ['ExpertUsageHook', 'RandomStateHook']
+__all__ = ['ExpertUsageHook', 'RandomStateHook', 'SampledTaskHook']

@@ -1,4 +1,5 @@
-"""Optimizer wrapper constructors."""
+"""Optimizers and optimizer wrapper constructors."""
 from .layer_decay_constructor import LayerDecayOptimWrapperConstructor, layer_ids
+from .tbgn import TBGNAdamW
 
-__all__ = ['LayerDecayOptimWrapperConstructor', 'layer_ids']
+__all__ = ['LayerDecayOptimWrapperConstructor', 'layer_ids', 'TBGNAdamW']
