@@ -206,6 +206,19 @@ def get_model(name: str,
     return model.to(device).eval()
 
 
+def init_model(config: Union[str, Config], checkpoint: Optional[str] = None,
+               device: Union[str, torch.device] = 'cpu', strict: bool = True) -> torch.nn.Module:
+    """Build the model of ``config`` (a path or a ``Config``), load ``checkpoint`` (any source
+    of :func:`load_weights`) and return it in eval mode on ``device`` with ``model.cfg`` set,
+    ready for :func:`inference`."""
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    model = MODELS.build(cfg.model)
+    if checkpoint:
+        load_weights(model, checkpoint, strict=strict)
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
 class CheckpointMismatchError(RuntimeError):
     """The keys or shapes of a checkpoint do not fit the model."""
 

@@ -1,7 +1,6 @@
 """MoE ViT configs and modularity tools: expert usage (hook + heatmaps), extraction, expansion,
 fine-tuning recipes and FLOP counting."""
 import copy
-import importlib.util
 import json
 import os.path as osp
 import shutil
@@ -25,21 +24,12 @@ from modzoo.models.backbones.moe_vit import MoEViT
 from modzoo.registry import MODELS
 from modzoo.structures import TaskDataSample
 
-from tool_runner import REPO
+from tool_runner import REPO, load_tool
 
 CONFIGS = osp.join(REPO, 'configs')
 MOE_TINY = osp.join(CONFIGS, 'moe_vit', 'moe-vit-tiny_synth_hetero.py')
 FULL = {'moe_vit/moe-vit-s16_modsquad-twice_in1k-ade20k-224px.py': 52_540_800,
         'moe_vit/moe-vit-b16_modsquad-twice_in1k-ade20k-224px.py': 200_714_496}
-
-
-def load_tool(path):
-    """A tools/ script as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(osp.basename(path)[:-3],
-                                                  osp.join(REPO, 'tools', path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_main(path, *argv, monkeypatch):

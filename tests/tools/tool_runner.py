@@ -1,4 +1,5 @@
 """Run the command-line tools the way a user does, on small configs."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -36,3 +37,12 @@ def run_tool(*args, nproc=None, timeout=300):
                           timeout=timeout)
     assert proc.returncode == 0, f'{cmd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}'
     return proc
+
+
+def load_tool(path):
+    """A tools/ script as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3],
+                                                  os.path.join(REPO, 'tools', path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
