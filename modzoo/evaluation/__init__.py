@@ -1,10 +1,10 @@
 """Metrics (registered in ``modzoo.registry.METRICS``) and Δm."""
 from .delta_m import (HIGHER_IS_BETTER, PRIMARY_METRIC, delta_m, load_metrics,
                       metric_directions, primary_metric_keys)
-from .metrics import (Accuracy, BoundaryMetric, CaptionMetric, DepthMetric, IoUMetric,
-                      MultiLabelMetric, NormalMetric, RetrievalMetric, SaliencyMetric)
+from .metrics import (Accuracy, BoundaryMetric, CaptionMetric, CocoMetric, DepthMetric,
+                      IoUMetric, MultiLabelMetric, NormalMetric, RetrievalMetric, SaliencyMetric)
 
-__all__ = ['Accuracy', 'BoundaryMetric', 'CaptionMetric', 'RetrievalMetric', 'DepthMetric',
-           'IoUMetric', 'MultiLabelMetric',
+__all__ = ['Accuracy', 'BoundaryMetric', 'CaptionMetric', 'CocoMetric', 'RetrievalMetric',
+           'DepthMetric', 'IoUMetric', 'MultiLabelMetric',
            'NormalMetric', 'SaliencyMetric', 'HIGHER_IS_BETTER', 'PRIMARY_METRIC', 'delta_m',
            'load_metrics', 'metric_directions', 'primary_metric_keys']

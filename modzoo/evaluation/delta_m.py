@@ -36,6 +36,9 @@ HIGHER_IS_BETTER = {
     'BLEU-1': True, 'BLEU-2': True, 'BLEU-3': True, 'BLEU-4': True, 'CIDEr': True,
     'i2t_R@1': True, 'i2t_R@5': True, 'i2t_R@10': True, 't2i_R@1': True, 't2i_R@5': True,
     't2i_R@10': True, 'R_mean': True,
+    # CocoMetric
+    **{f'{kind}_{name}': True for kind in ('bbox', 'segm')
+       for name in ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')},
 }
 
 
@@ -45,6 +48,7 @@ PRIMARY_METRIC = {
     'Accuracy': 'top1', 'MultiLabelMetric': 'mAP', 'IoUMetric': 'mIoU', 'DepthMetric': 'rmse',
     'NormalMetric': 'mean_angle', 'SaliencyMetric': 'maxF', 'BoundaryMetric': 'odsF',
     'CaptionMetric': 'CIDEr', 'RetrievalMetric': 'R_mean',
+    'CocoMetric': 'bbox_mAP',
 }
 
 
