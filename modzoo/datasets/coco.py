@@ -56,11 +56,15 @@ class CocoDataset(TaskDataset):
     """COCO detection / instance segmentation, and captions when a captions file is given.
 
     Layout: ``<split>/<file_name>`` images, ``annotations/instances_<split>.json``
-    (``split`` 'train' -> ``train2017``, 'val' -> ``val2017``). Boxes become xyxy; crowd
-    annotations and boxes under 1 pixel wide or high are skipped (as mmdet does for
-    training). Classes are the json categories (sorted by id) unless
-    ``metainfo=dict(classes=...)`` selects some by name (label = index in that list;
-    annotations of other categories are dropped).
+    (``split`` 'train' -> ``train2017``, 'val' -> ``val2017``). Boxes become xyxy, clipped to
+    the image. Skipped, as mmdet does for training: crowd annotations, boxes under 1 pixel
+    wide or high (after clipping: a box outside the image), and, with masks, annotations
+    whose polygons all have fewer than 3 points. An image without instances is kept (a
+    negative for the detector) unless ``filter_empty_gt``. An annotation whose
+    ``category_id`` is not in ``categories`` is an error naming the file and the annotation.
+    Classes are the json categories (sorted by id) unless ``metainfo=dict(classes=...)``
+    selects some by name (label = index in that list; annotations of other categories are
+    dropped). ``metainfo['ann_file']`` is the instances json (``CocoMetric`` reads it).
 
     Args:
         data_root (str): the COCO folder.
@@ -74,17 +78,20 @@ class CocoDataset(TaskDataset):
         multilabel (bool): also give ``gt_labels`` (float32 [C] multi-hot), the classes of
             all the image's annotations, crowd and tiny ones included, as the multi-label
             classification benchmarks count them.
+        filter_empty_gt (bool): leave out images without instances (mmdet's training
+            ``filter_cfg``); default False: kept as negatives.
         **kwargs: see ``TaskDataset``.
     """
     SPLITS = dict(train='train2017', val='val2017', train2014='train2014', val2014='val2014')
 
     def __init__(self, data_root, split='train', ann_file=None, caption_file=None,
-                 with_mask=True, multilabel=False, **kwargs):
+                 with_mask=True, multilabel=False, filter_empty_gt=False, **kwargs):
         self.instances_file = osp.join(
             data_root, ann_file or f'annotations/instances_{self.SPLITS.get(split)}.json')
         self.caption_file = caption_file and osp.join(data_root, caption_file)
         self.with_mask = with_mask
         self.multilabel = multilabel
+        self.filter_empty_gt = filter_empty_gt
         self.ann_decoder = partial(decode_coco, with_mask=with_mask)
         super().__init__(data_root, split, **kwargs)
 
@@ -102,12 +109,35 @@ class CocoDataset(TaskDataset):
                              f"'{self.instances_file}' (it has {sorted(id_of)})")
         return {id_of[name]: label for label, name in enumerate(classes)}
 
+    def _instance(self, ann, img, label_of):
+        """The instance of annotation ``ann`` (bbox xyxy clipped to the image, bbox_label,
+        mask), or None when it is skipped (see the class docstring)."""
+        if ann.get('iscrowd', 0) or ann['category_id'] not in label_of:
+            return None
+        x, y, w, h = ann['bbox']
+        x1, y1 = max(x, 0), max(y, 0)
+        x2, y2 = min(x + w, img['width']), min(y + h, img['height'])
+        if min(x2 - x1, y2 - y1) < 1:
+            return None
+        mask = ann.get('segmentation')
+        if self.with_mask:
+            if not mask:
+                raise ValueError(f"CocoDataset: annotation {ann['id']} of image {img['id']} "
+                                 f"in '{self.instances_file}' has no segmentation "
+                                 '(use with_mask=False for boxes only)')
+            if isinstance(mask, list):
+                mask = [p for p in mask if len(p) >= 6 and len(p) % 2 == 0]
+                if not mask:
+                    return None
+        return dict(bbox=[x1, y1, x2, y2], bbox_label=label_of[ann['category_id']], mask=mask)
+
     def load_data_list(self):
         coco = COCO()
         coco.dataset = _load_json(self.instances_file, 'instances')
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             coco.createIndex()
         label_of = self._label_of_category(coco)
+        self._metainfo['ann_file'] = self.instances_file
         captions = defaultdict(list)
         if self.caption_file:
             for ann in _load_json(self.caption_file, 'captions')['annotations']:
@@ -120,18 +150,18 @@ class CocoDataset(TaskDataset):
             instances = []
             gt_labels = np.zeros(len(label_of), dtype=np.float32)
             for ann in coco.loadAnns(coco.getAnnIds(imgIds=img['id'])):
+                if ann['category_id'] not in coco.cats:
+                    raise ValueError(f"CocoDataset: annotation {ann['id']} of image {img['id']} "
+                                     f"in '{self.instances_file}' has category_id "
+                                     f"{ann['category_id']}, which is not in its categories "
+                                     f'{sorted(coco.cats)}')
                 if ann['category_id'] in label_of:
                     gt_labels[label_of[ann['category_id']]] = 1.
-                x, y, w, h = ann['bbox']
-                if ann.get('iscrowd', 0) or ann['category_id'] not in label_of or min(w, h) < 1:
-                    continue
-                if self.with_mask and not ann.get('segmentation'):
-                    raise ValueError(f"CocoDataset: annotation {ann['id']} of image {img['id']} "
-                                     f"in '{self.instances_file}' has no segmentation "
-                                     '(use with_mask=False for boxes only)')
-                instances.append(dict(bbox=[x, y, x + w, y + h],
-                                      bbox_label=label_of[ann['category_id']],
-                                      mask=ann.get('segmentation')))
+                instance = self._instance(ann, img, label_of)
+                if instance is not None:
+                    instances.append(instance)
+            if self.filter_empty_gt and not instances:
+                continue
             info = dict(img_path=osp.join(img_dir, img['file_name']), img_id=img['id'],
                         height=img['height'], width=img['width'], instances=instances,
                         ann_paths=dict(gt_masks=f"{self.instances_file} (image id {img['id']})"))

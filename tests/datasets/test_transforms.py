@@ -9,7 +9,8 @@ import torch
 
 from modzoo.datasets.transforms import (CenterCrop, LoadImage, LoadTaskAnnotations,
                                         PackTaskInputs, Pad, PhotoMetricDistortion, RandomCrop,
-                                        RandomFlip, RandomResizedCrop, RandomScale, Resize)
+                                        RandomFlip, RandomResize, RandomResizedCrop, RandomScale,
+                                        Resize)
 from modzoo.datasets.transforms.geometric import resize_nearest
 from modzoo.structures import DENSE_FIELDS, TaskDataSample
 
@@ -229,6 +230,44 @@ def test_train_pipeline_keeps_every_label_aligned():
         scale = np.sqrt(np.prod(results['scale_factor']))
         _assert_aligned(results, depth_scale=scale, flipped=results['flip'],
                         box_tol=2 * max(scale, 1))
+
+
+def test_large_scale_jitter_keeps_instances_aligned():
+    """RandomResize (ratio 0.1-2) -> RandomCrop -> RandomFlip -> Pad: ViTDet's LSJ. Every
+    kept mask still lies on its class, its box is its tight box within the resize's pixel,
+    and boxes, labels and masks stay in step as instances are dropped."""
+    pipeline = [RandomResize((24, 32), (0.1, 2.0), interpolation='nearest'),
+                RandomCrop((24, 32)), RandomFlip(0.5), Pad(size=(24, 32))]
+    counts = set()
+    for seed in range(12):
+        np.random.seed(seed)
+        results = _sample(seed)
+        for transform in pipeline:
+            results = transform(results)
+        assert results['img'].shape[:2] == (24, 32)
+        _assert_aligned(results, flipped=results['flip'],
+                        box_tol=max(results['scale_factor'][0], 1))
+        counts.add(len(results['gt_bboxes']))
+    assert len(counts) > 1  # some draws dropped instances
+
+
+def test_crop_gives_the_tight_box_of_what_remains_of_a_mask():
+    """An L-shaped object cut by the crop: its box is the remaining mask's tight box, not the
+    clipped original box."""
+    mask = np.zeros((1, 10, 10), np.uint8)
+    mask[0, 0:8, 0:2] = 1   # vertical bar
+    mask[0, 6:8, 0:8] = 1   # foot
+    crop = RandomCrop((5, 10))
+    crop._random_box = lambda h, w: (0, 0, 10, 5)  # keeps only the bar's top
+    results = crop(dict(img=np.zeros((10, 10, 3), np.uint8), gt_masks=mask,
+                        gt_bboxes=np.array([[0, 0, 8, 8]], np.float32),
+                        gt_bboxes_labels=np.array([1])))
+    np.testing.assert_array_equal(results['gt_bboxes'], [[0, 0, 2, 5]])
+    shrunk = Resize((1, 1))(dict(img=np.zeros((10, 10, 3), np.uint8), gt_masks=mask,
+                                 gt_bboxes=np.array([[0, 0, 8, 8]], np.float32),
+                                 gt_bboxes_labels=np.array([1])))
+    assert len(shrunk['gt_bboxes']) == len(shrunk['gt_masks']) == len(
+        shrunk['gt_bboxes_labels']) == 0  # the 1-pixel image misses the mask: dropped
 
 
 def test_photometric_distortion_changes_the_image_only():

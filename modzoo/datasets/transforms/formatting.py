@@ -25,7 +25,7 @@ class PackTaskInputs(BaseTransform):
     """
 
     def __init__(self, meta_keys=('img_path', 'ori_shape', 'img_shape', 'pad_shape', 'flip',
-                                  'scale_factor', 'tasks', 'sample_idx')):
+                                  'scale_factor', 'tasks', 'sample_idx', 'img_id')):
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results):

@@ -47,9 +47,26 @@ def pad_to(arr, size, value, axes=(0, 1)):
     return np.pad(arr, widths, constant_values=value)
 
 
+def keep_instances(results, keep):
+    """Keep the instances where ``keep`` [N] (bool) is True: boxes, labels and masks alike."""
+    for key in ('gt_bboxes', 'gt_bboxes_labels', 'gt_masks'):
+        if key in results:
+            results[key] = results[key][keep]
+
+
+def mask_boxes(masks):
+    """Tight boxes float32 [N, 4] xyxy (end exclusive) of non-empty masks [N, H, W]."""
+    rows, cols = masks.any(axis=2), masks.any(axis=1)  # [N, H], [N, W]
+    x1, y1 = cols.argmax(1), rows.argmax(1)
+    x2 = cols.shape[1] - cols[:, ::-1].argmax(1)
+    y2 = rows.shape[1] - rows[:, ::-1].argmax(1)
+    return np.stack([x1, y1, x2, y2], axis=1).astype(np.float32).reshape(-1, 4)
+
+
 def resize_results(results, size, interpolation='bilinear', scale_depth=False):
     """Resize the image to size (h, w) and every label with it; updates ``img_shape`` and
-    ``scale_factor`` ((w_scale, h_scale), mmcv's order).
+    ``scale_factor`` ((w_scale, h_scale), mmcv's order). Instances whose mask is left
+    without a pixel are dropped.
 
     With ``scale_depth`` the depth is divided by the scale factor (the geometric mean
     sqrt(w_scale * h_scale) when they differ): for a pinhole camera an object's image size
@@ -79,6 +96,8 @@ def resize_results(results, size, interpolation='bilinear', scale_depth=False):
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, new_w)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, new_h)
         results['gt_bboxes'] = boxes
+        if 'gt_masks' in results:  # an instance shrunk below a pixel leaves no mask
+            keep_instances(results, results['gt_masks'].any(axis=(1, 2)))
     results['img_shape'] = (new_h, new_w)
     old_scale = results.get('scale_factor', (1.0, 1.0))
     results['scale_factor'] = (old_scale[0] * w_scale, old_scale[1] * h_scale)
@@ -89,7 +108,9 @@ def crop_results(results, box):
     """Crop the image and every label to box (x1, y1, x2, y2) (pixels, end exclusive).
 
     Boxes are shifted and clipped; instances whose box (or mask, when there are masks) is
-    left empty are dropped with their labels and masks.
+    left empty are dropped with their labels and masks. With masks, each kept box becomes
+    its mask's tight box (mmdet's ``recompute_bbox``): clipping a box of a non-convex
+    object can leave it larger than what remains of the object.
     """
     x1, y1, x2, y2 = box
     results['img'] = results['img'][y1:y2, x1:x2]
@@ -105,10 +126,10 @@ def crop_results(results, box):
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         if 'gt_masks' in results:
             keep &= results['gt_masks'].any(axis=(1, 2))
-        results['gt_bboxes'] = boxes[keep]
-        for key in ('gt_bboxes_labels', 'gt_masks'):
-            if key in results:
-                results[key] = results[key][keep]
+        results['gt_bboxes'] = boxes
+        keep_instances(results, keep)
+        if 'gt_masks' in results:
+            results['gt_bboxes'] = mask_boxes(results['gt_masks'])
     results['img_shape'] = results['img'].shape[:2]
     return results
 
@@ -157,17 +178,39 @@ class RandomScale(BaseTransform):
     def __init__(self, ratio_range=(0.5, 2.0), scale_depth=True, interpolation='bilinear'):
         low, high = ratio_range
         if not 0 < low <= high:
-            raise ValueError(f'RandomScale ratio_range must satisfy 0 < low <= high, '
+            raise ValueError(f'{type(self).__name__} ratio_range must satisfy 0 < low <= high, '
                              f'got {ratio_range}')
         self.ratio_range = (low, high)
         self.scale_depth = scale_depth
         self.interpolation = interpolation
 
+    def _factor(self, h, w, ratio):
+        return ratio
+
     def transform(self, results):
         h, w = results['img'].shape[:2]
-        ratio = np.random.uniform(*self.ratio_range)
-        size = max(1, round(h * ratio)), max(1, round(w * ratio))
+        factor = self._factor(h, w, np.random.uniform(*self.ratio_range))
+        size = max(1, round(h * factor)), max(1, round(w * factor))
         return resize_results(results, size, self.interpolation, self.scale_depth)
+
+
+@TRANSFORMS.register_module()
+class RandomResize(RandomScale):
+    """Resize by ViTDet's ``ResizeScale``: the image is scaled by one factor so that it fits
+    ``scale`` (h, w) times a ratio drawn uniformly from ``ratio_range``, keeping its aspect
+    ratio; labels follow (depth unscaled).
+
+    Large-scale jitter (ViTDet, Copy-Paste): ``RandomResize(scale=1024, ratio_range=(0.1,
+    2.0))``, ``RandomCrop(1024)`` (instances that leave the crop are dropped), ``Pad(size=
+    1024)``.
+    """
+
+    def __init__(self, scale, ratio_range=(0.1, 2.0), interpolation='bilinear'):
+        super().__init__(ratio_range, scale_depth=False, interpolation=interpolation)
+        self.scale = _size(scale, 'RandomResize scale')
+
+    def _factor(self, h, w, ratio):
+        return min(self.scale[0] * ratio / h, self.scale[1] * ratio / w)
 
 
 @TRANSFORMS.register_module()
