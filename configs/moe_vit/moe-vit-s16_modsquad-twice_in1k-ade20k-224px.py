@@ -1,11 +1,14 @@
 # Full-size MoE ViT-S/16 of Mod-Squad (mtvit_taskgate_att_mlp_small_MI_twice, research/
 # modsquad.md): D 384, 12 blocks, 6 heads of width 128 (2D / heads, the dense attention too);
 # mixture of attention heads in the even blocks (15 experts, top-6), MoE MLP in the odd blocks
-# (16 experts of hidden 384, top-4); one router per task, raw top-k gates, MI loss w 0.005.
-# Backbone parameters, 2 tasks: 52.54 M (52,397,952 shared + 71,424 router per task), the
-# official count less its fc_norm. Trained jointly on two heterogeneous datasets, one task per
-# batch: ImageNet-1k classification and ADE20K semantic segmentation at 224 px (2306.17165
-# trains on ImageNet, COCO and ADE20K; COCO needs a detection head modzoo does not have yet).
+# (16 experts of hidden 384, top-4); one router per task, raw top-k gates plus the official
+# 1e-4 probability floor, MI loss w 0.005; a task embedding added before every block, the
+# classification feature fc_norm(mean patch token) and a LayerNorm + Linear class head, the
+# official expert init. Backbone parameters, 2 tasks: 52.54 M (52,398,720 shared, the official
+# count, + 71,424 router and 384 task-embedding parameters per task). Trained jointly on two
+# heterogeneous datasets, one task per batch: ImageNet-1k classification and ADE20K semantic
+# segmentation at 224 px (2306.17165 trains on ImageNet, COCO and ADE20K; COCO needs a
+# detection head modzoo does not have yet).
 # Not trained here. The data recipe of 2306.17165 (sampling, schedule, heads) was not
 # retrieved; this schedule is Mod-Squad's README recipe (AdamW, blr 4e-4 x batch / 256,
 # wd 0.05, drop path 0.1, warm-up then cosine) on iterations.
@@ -22,7 +25,7 @@ model = dict(
                   img_size=224, patch_size=16, out_indices=(3, 5, 7, 11),
                   drop_path_rate=0.1),
     heads=dict(
-        cls=dict(type='ClsHead', num_classes=1000, in_channels=embed_dim),
+        cls=dict(type='ClsHead', num_classes=1000, in_channels=embed_dim, pre_norm=True),
         semseg=dict(type='SemSegHead', num_classes=150, in_channels=embed_dim, channels=256,
                     in_index=(0, 1, 2, 3)),
     ))

@@ -2,9 +2,10 @@
 continual learning by adding experts, ``main_continual.py: load_frozen``).
 
 Every MoE layer grows by ``new_experts`` experts, copies of the layer's most used ones, and
-every router by a fresh row for the new task. The rewritten config builds the model with
-``frozen_tasks`` (see :class:`MoEViT`): the old tasks route among the old experts only, and
-the dense weights, old experts and old routers get no gradient. Training on the new task's
+every router by a fresh row for the new task (the task embedding, if any, by the mean of its
+rows). The rewritten config builds the model with ``frozen_tasks`` (see :class:`MoEViT`):
+the old tasks route among the old experts only, and the dense weights, old experts, old
+routers and old task-embedding rows get no gradient. Training on the new task's
 data alone then leaves the old tasks' predictions unchanged: their heads get no gradient
 either, and the config gives the expert and router tensors no weight decay (decoupled decay
 would shrink the frozen rows).
@@ -20,7 +21,7 @@ from modzoo.models.backbones.moe_vit import EXPERT_PARAMS, expert_param_names
 
 # substrings of the stacked expert and router tensors' names (mmengine ``custom_keys``)
 STACKED_KEYS = tuple(sorted({n for names in EXPERT_PARAMS.values() for n in names})) + (
-    'router.weight', 'router.noise_weight')
+    'router.weight', 'router.noise_weight', 'task_embedding')
 
 
 def expand_model(model, cfg: Config, task: str, head: dict, new_experts: int
@@ -49,6 +50,9 @@ def expand_model(model, cfg: Config, task: str, head: dict, new_experts: int
         _grow_layer(state, f'backbone.{name}', layer, new_experts,
                     cfg.model.backbone.get('router_init_std', 0.02))
         counts[name.rsplit('.', 1)[1]].append(layer.num_experts + new_experts)
+    if backbone.task_embedding is not None:  # the new task starts from the mean task
+        embedding = state['backbone.task_embedding']
+        state['backbone.task_embedding'] = torch.cat([embedding, embedding.mean(0, True)])
 
     cfg = copy.deepcopy(cfg)
     cfg.model.backbone.update(tasks=list(backbone.task_names) + [task],

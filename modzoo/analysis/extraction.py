@@ -2,8 +2,8 @@
 
 Per MoE layer the task keeps the experts it uses (:func:`select_experts`); the expert
 tensors, the task's router rows and its statistics are sliced to them, every other task's
-routers and heads are dropped, and the config is rewritten to build that one-task model
-(per-layer expert counts, one head, the task's data and metrics).
+routers, task-embedding rows and heads are dropped, and the config is rewritten to build
+that one-task model (per-layer expert counts, one head, the task's data and metrics).
 
 With renormalised top-k gates the extracted model computes exactly what the full model
 computed for every token whose top-k experts were all kept (the softmax denominator cancels
@@ -90,6 +90,8 @@ def extract_task(model, cfg: Config, task: str, usage: Optional[Dict[str, Tensor
         except ValueError as err:
             raise ValueError(f"task '{task}', {name}: {err}") from None
         _slice_layer(state, name, layer, row, kept[name])
+    if backbone.task_embedding is not None:
+        state['backbone.task_embedding'] = state['backbone.task_embedding'][row:row + 1]
     return _one_task_config(cfg, task, backbone, kept), state, kept
 
 

@@ -1,4 +1,4 @@
-"""Single-label classification head: a linear layer on the class token."""
+"""Single-label classification head: a linear layer on the image-level feature."""
 from typing import List, Optional
 
 import torch
@@ -13,18 +13,21 @@ from .losses import stack_gt
 
 @MODELS.register_module()
 class ClsHead(BaseModule):
-    """Linear classifier on ``feats.cls_token`` [B, D], or on the global average of the last
-    map [B, D, h, w] when the backbone has no class token.
+    """Linear classifier on ``feats.cls_token`` [B, D] (the backbone's image-level feature:
+    its class token, or its pooled tokens with ``global_pool='avg'``), or on the global
+    average of the last map [B, D, h, w] when the backbone has none.
 
     Args:
         num_classes: number of classes C.
         in_channels: feature width D.
         label_smoothing: label smoothing of the cross-entropy.
+        pre_norm: a LayerNorm before the linear layer (Mod-Squad's classification heads).
         init_cfg: weight init (mmpretrain's default: normal, std 0.01).
     """
     gt_key = 'gt_label'
 
     def __init__(self, num_classes: int, in_channels: int, label_smoothing: float = 0.,
+                 pre_norm: bool = False,
                  init_cfg: Optional[dict] = dict(type='Normal', layer='Linear', std=0.01)):
         super().__init__(init_cfg=init_cfg)
         if not 0 <= label_smoothing < 1:
@@ -32,12 +35,13 @@ class ClsHead(BaseModule):
                              f'{label_smoothing}.')
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
+        self.norm = nn.LayerNorm(in_channels) if pre_norm else nn.Identity()
         self.fc = nn.Linear(in_channels, num_classes)
 
     def forward(self, feats: Features) -> torch.Tensor:
         """Logits [B, C]."""
         x = feats.cls_token if feats.cls_token is not None else feats.maps[-1].mean((2, 3))
-        return self.fc(x)
+        return self.fc(self.norm(x))
 
     def loss(self, feats: Features, data_samples: List[TaskDataSample]) -> dict:
         """``loss``: cross-entropy; ``acc``: top-1 accuracy on the batch in percent (logged)."""

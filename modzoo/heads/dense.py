@@ -53,6 +53,11 @@ class DenseHead(BaseModule):
     ConvModule (norm + act) → 1×1 conv to ``out_channels`` → bilinear to the padded input
     size [H, W].
 
+    With ``unpatchify=p`` the decoder is Mod-Squad's instead: one linear layer per token of
+    the single ``in_index`` map (a 1×1 conv to ``out_channels`` · p² values) whose outputs
+    pixel-shuffle into the token's p × p pixels [B, out_channels, p h, p w] (then bilinear
+    to [H, W] if that differs).
+
     Args:
         in_channels: channels of the selected maps (one int for all, or one per ``in_index``).
         out_channels: output channels (set by the subclass).
@@ -61,6 +66,8 @@ class DenseHead(BaseModule):
         in_index: which ``feats.maps`` to decode (negative counts from the end).
         num_convs: number of 3×3 ConvModules.
         norm_cfg, act_cfg: of the ConvModules (e.g. ``dict(type='SyncBN')`` for DDP).
+        unpatchify: None, or the patch size p of the per-token linear decoder (then
+            ``channels``, ``num_convs``, ``norm_cfg`` and ``act_cfg`` are unused).
         init_cfg: weight init.
     """
 
@@ -73,6 +80,7 @@ class DenseHead(BaseModule):
                  num_convs: int = 1,
                  norm_cfg: Optional[dict] = dict(type='BN'),
                  act_cfg: Optional[dict] = dict(type='ReLU'),
+                 unpatchify: Optional[int] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.in_index = (in_index,) if isinstance(in_index, int) else tuple(in_index)
@@ -83,6 +91,13 @@ class DenseHead(BaseModule):
                              f'per in_index {self.in_index}.')
         self.gt_key = gt_key
         self.pred_key = 'pred_' + gt_key[len('gt_'):]
+        self.unpatchify = unpatchify
+        if unpatchify:
+            if len(self.in_index) != 1:
+                raise ValueError(f'{type(self).__name__}: unpatchify decodes one map; got '
+                                 f'in_index {self.in_index}.')
+            self.conv_out = nn.Conv2d(in_channels[0], out_channels * unpatchify ** 2, 1)
+            return
         conv_cfg = dict(norm_cfg=norm_cfg, act_cfg=act_cfg)
         self.projs = nn.ModuleList(ConvModule(c, channels, 1, **conv_cfg) for c in in_channels)
         self.convs = nn.Sequential(*(ConvModule(channels, channels, 3, padding=1, **conv_cfg)
@@ -96,6 +111,8 @@ class DenseHead(BaseModule):
         except IndexError:
             raise IndexError(f'{type(self).__name__}: in_index {self.in_index} is out of range '
                              f'for {len(feats.maps)} feature maps.') from None
+        if self.unpatchify:
+            return _resize(F.pixel_shuffle(self.conv_out(maps[0]), self.unpatchify), size)
         finest = max((m.shape[-2:] for m in maps), key=lambda hw: hw[0] * hw[1])
         x = sum(_resize(proj(m), finest) for proj, m in zip(self.projs, maps))
         return _resize(self.conv_out(self.convs(x)), size)

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from modzoo.heads import (ClsHead, DepthHead, EdgeHead, MultiLabelClsHead, NormalHead,
                           SaliencyHead, SemSegHead)
@@ -249,3 +250,23 @@ def test_vit_with_semseg_head_trains_on_a_padded_canvas():
     loss.backward()
     assert vit.pos_embed.grad.abs().sum() > 0
     assert vit.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_cls_head_pre_norm_normalises_before_the_classifier():
+    head = ClsHead(num_classes=4, in_channels=3, pre_norm=True)
+    x = torch.randn(2, 3)
+    want = head.fc(F.layer_norm(x, (3, ), head.norm.weight, head.norm.bias))
+    torch.testing.assert_close(head(Features(maps=(), cls_token=x)), want)
+
+
+def test_unpatchify_decoder_is_a_per_token_linear_of_p_by_p_pixels():
+    head = NormalHead(in_channels=8, unpatchify=4)
+    tokens = torch.randn(2, 8, 3, 5)                                     # [B, D, h, w]
+    out = head(Features(maps=(tokens, )), (12, 20))
+    weight = head.conv_out.weight[:, :, 0, 0]                            # [C p p, D]
+    pixels = torch.einsum('bdhw,od->bhwo', tokens, weight) + head.conv_out.bias
+    want = rearrange(pixels, 'b h w (c j k) -> b c (h j) (w k)', j=4, k=4)
+    torch.testing.assert_close(out, want)
+    assert not hasattr(head, 'projs')
+    with pytest.raises(ValueError, match='unpatchify decodes one map'):
+        DepthHead(in_channels=8, in_index=(0, 1), unpatchify=4)

@@ -46,18 +46,54 @@ def test_aux_losses_in_training_and_gradients():
 
 
 @pytest.mark.parametrize('arch, shared, router', [
-    # research/modsquad.md: the official models instantiated; ours has no fc_norm (2D)
-    ('modsquad-small-twice', 52_398_720 - 2 * 384, 71_424),
-    ('modsquad-base-twice', 200_347_392 - 2 * 768, 184_320),
+    # research/modsquad.md: the official models instantiated with 14 tasks at 224 px
+    ('modsquad-small-twice', 52_398_720, 71_424),
+    ('modsquad-base-twice', 200_347_392, 184_320),
 ])
 def test_modsquad_configs_match_the_official_parameter_counts(arch, shared, router):
     with torch.device('meta'):
-        model = MoEViT(arch=arch, tasks=3)
+        model = MoEViT(arch=arch, tasks=14)
     params = dict(model.named_parameters())
-    assert sum(p.numel() for n, p in params.items() if '.router.' not in n) == shared
-    assert sum(p.numel() for n, p in params.items() if '.router.' in n) == 3 * router
+    per_task = ('.router.', 'task_embedding')  # "shared": all but routers and task embedding
+    assert sum(p.numel() for n, p in params.items() if not n.startswith(per_task)
+               and '.router.' not in n) == shared
+    assert sum(p.numel() for n, p in params.items() if '.router.' in n) == 14 * router
+    assert model.task_embedding.shape == (14, model.embed_dim)
     assert model.blocks[0].attn.head_dims == 128  # 2D / heads, also the dense attention
     assert model.blocks[1].attn.qkv.weight.shape[0] == 3 * 2 * model.embed_dim
+    assert model.global_pool == 'avg' and model.blocks[1].mlp.router.prob_floor == 1e-4
+
+
+def test_task_embedding_is_added_before_every_block():
+    model = _moe(task_embedding=True).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        model.task_embedding[0] = 0
+        want = _moe().eval()  # same seed: the same weights without the embedding
+        want.load_state_dict({k: v for k, v in model.state_dict().items()
+                              if k != 'task_embedding'})
+        assert torch.allclose(model(x, 'a').maps[-1], want(x, 'a').maps[-1], atol=1e-6)
+        model.task_embedding[0, 0] = 1.0
+        # by hand: the blocks of `want`, each after adding the embedding
+        tokens = want.norm_pre(want._pos_embed(want.patch_embed(x)))
+        for block in want.blocks:
+            tokens = block(tokens + model.task_embedding[0])
+        got = model(x, 'a')
+    assert torch.allclose(got.maps[-1].flatten(2).transpose(1, 2), want.norm(tokens)[:, 1:],
+                          atol=1e-5)
+    assert not torch.allclose(got.maps[-1], model(x, 'b').maps[-1])
+
+
+def test_modsquad_expert_init_ranges():
+    model = _moe(expert_init='modsquad', task_embedding=True)
+    mlp, moa = model.blocks[1].mlp, model.blocks[0].attn
+    dims, hidden = mlp.fc1_weight.shape[1:]
+    assert mlp.fc1_weight.abs().max() <= 1 / dims < 2 * mlp.fc1_weight.abs().max()
+    assert mlp.fc2_weight.abs().max() <= 1 / hidden
+    assert mlp.fc1_bias.abs().max() <= hidden ** -0.5 < 2 * mlp.fc1_bias.abs().max()
+    assert moa.q_weight.abs().max() <= 1 / dims
+    assert 0.5 < model.task_embedding.std() < 2  # torch.randn, as the official model
+    assert _moe().blocks[1].mlp.fc1_bias.abs().max() == 0  # the timm init
 
 
 def test_upcycled_copies_equal_timm_vit(tmp_path):

@@ -12,11 +12,11 @@ from modzoo.registry import MODELS
 ARCH = dict(embed_dim=32, depth=3, num_heads=2)
 
 
-def timm_vit(img_size=32, patch_size=8, **kwargs):
-    """A random cls-pooled timm ViT of the test size."""
+def timm_vit(img_size=32, patch_size=8, global_pool='token', **kwargs):
+    """A random (by default cls-pooled) timm ViT of the test size."""
     torch.manual_seed(0)
     return VisionTransformer(img_size=img_size, patch_size=patch_size, num_classes=5,
-                             global_pool='token', **ARCH, **kwargs).eval()
+                             global_pool=global_pool, **ARCH, **kwargs).eval()
 
 
 def save_timm(tmp_path, model, wrap=None, name='vit.pth'):
@@ -157,3 +157,22 @@ def test_pretrained_errors(tmp_path):
 def test_bad_arguments_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ViT(img_size=32, patch_size=8, **kwargs)
+
+
+def test_global_pool_avg_matches_timm_and_keeps_the_normed_maps():
+    ref = timm_vit(global_pool='avg', fc_norm=True)   # timm: fc_norm on the mean patch token
+    vit = ViT(ARCH, img_size=32, patch_size=8, global_pool='avg')
+    state = ref.state_dict()
+    missing, _ = vit.load_state_dict(state, strict=False)
+    assert missing == ['norm.weight', 'norm.bias']   # timm drops norm for avg pooling
+    vit.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        feats = vit(x)
+        tokens = ref.forward_features(x)
+        pooled = ref.forward_head(tokens, pre_logits=True)
+    torch.testing.assert_close(feats.cls_token, pooled, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(feats.maps[-1].flatten(2).transpose(1, 2),
+                               vit.norm(tokens)[:, 1:], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="global_pool must be 'token' or 'avg', got 'max'"):
+        ViT(ARCH, global_pool='max')

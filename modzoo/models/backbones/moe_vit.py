@@ -47,9 +47,13 @@ def _every(depth: int) -> dict:
 # Plain sizes: timm's widths (so timm checkpoints upcycle) with the MOE_DEFAULTS layout.
 MOE_ARCHS = {name: dict(size) for name, size in ARCHS.items()}
 # The Mod-Squad configs of research/modsquad.md (models_mt.py at 1d17e81): head width
-# 2D / heads everywhere (the dense attention too), raw top-k gates (no renormalisation).
-# Their 1-expert "dense-equivalent" MLP is a dense MLP here; there is no task embedding.
-_MODSQUAD = dict(head_dims=128, renormalize=False)
+# 2D / heads everywhere (the dense attention too), raw top-k gates (no renormalisation) plus
+# the router's 1e-4 probability floor, a task embedding added before every block, the
+# classification feature fc_norm(mean patch token), the official expert init. Their 1-expert
+# "dense-equivalent" MLP is a dense MLP here (tools/model_converters/modsquad_official.py
+# builds it as a 1-expert MoE MLP when it converts their weights).
+_MODSQUAD = dict(head_dims=128, renormalize=False, prob_floor=1e-4, task_embedding=True,
+                 global_pool='avg', expert_init='modsquad')
 MOE_ARCHS.update({
     # mtvit_taskgate_att_mlp_small_MI_twice
     'modsquad-small-twice': dict(**ARCHS['small'], **_twice(12), **_MODSQUAD, moa_experts=15,
@@ -73,7 +77,9 @@ SIZE_KEYS = ('embed_dim', 'depth', 'num_heads', 'mlp_ratio')
 # Mod-Squad's: 16 experts of hidden 4D/k, top-4.
 MOE_DEFAULTS = dict(head_dims=None, moa_layers=None, mlp_layers=None, moa_experts=None,
                     mlp_experts=16, mlp_top_k=4, mlp_hidden_dims=None, renormalize=True,
-                    noisy_gating=False, mi_weight=0.0, balance_weight=0.0, z_weight=0.0)
+                    noisy_gating=False, prob_floor=0.0, mi_weight=0.0, balance_weight=0.0,
+                    z_weight=0.0, task_embedding=False, global_pool='token',
+                    expert_init='timm')
 # The parameters of a MoE layer whose first axis runs over the experts.
 EXPERT_PARAMS = {MoEMlp: ('fc1_weight', 'fc1_bias', 'fc2_weight', 'fc2_bias'),
                  MixtureOfAttentionHeads: ('q_weight', 'out_weight')}
@@ -172,8 +178,16 @@ class MoEViT(ViT):
         mlp_top_k: experts per token of the MoE MLPs.
         mlp_hidden_dims: expert hidden width (default mlp_ratio * D / k: the k active
             experts cost one dense MLP).
-        renormalize, noisy_gating, capacity_factor, router_init_std: see :class:`TaskRouter`
-            and :class:`MoEMlp`.
+        renormalize, noisy_gating, prob_floor, capacity_factor, router_init_std: see
+            :class:`TaskRouter` and :class:`MoEMlp`.
+        task_embedding: a learned embedding per task ``task_embedding`` [T, D], added to
+            every token before every block (Mod-Squad).
+        global_pool: 'token' or 'avg' (Mod-Squad: fc_norm of the mean patch token), see
+            :class:`ViT`.
+        expert_init: 'timm' (trunc-normal 0.02, zero biases) or 'modsquad' (the official
+            uniform init of the experts, and the task embedding N(0, 1) as the official
+            ``torch.randn``; the timm init draws it with std 0.02); see
+            :func:`~modzoo.models.layers.moe_mlp.init_experts`.
         mi_weight, balance_weight, z_weight, mi_momentum: auxiliary losses, see
             :class:`MoEAuxLoss`.
         frozen_tasks, new_experts: expansion. The last ``new_experts`` experts of every MoE
@@ -202,6 +216,10 @@ class MoEViT(ViT):
                  mlp_hidden_dims: Optional[int] = None,
                  renormalize: Optional[bool] = None,
                  noisy_gating: Optional[bool] = None,
+                 prob_floor: Optional[float] = None,
+                 task_embedding: Optional[bool] = None,
+                 global_pool: Optional[str] = None,
+                 expert_init: Optional[str] = None,
                  capacity_factor: Optional[float] = None,
                  mi_weight: Optional[float] = None,
                  balance_weight: Optional[float] = None,
@@ -215,11 +233,20 @@ class MoEViT(ViT):
             head_dims=head_dims, moa_layers=moa_layers, mlp_layers=mlp_layers,
             moa_experts=moa_experts, mlp_experts=mlp_experts, mlp_top_k=mlp_top_k,
             mlp_hidden_dims=mlp_hidden_dims, renormalize=renormalize, noisy_gating=noisy_gating,
-            mi_weight=mi_weight, balance_weight=balance_weight, z_weight=z_weight))
+            prob_floor=prob_floor, mi_weight=mi_weight, balance_weight=balance_weight,
+            z_weight=z_weight, task_embedding=task_embedding, global_pool=global_pool,
+            expert_init=expert_init))
+        kwargs['global_pool'] = moe['global_pool']
         super().__init__(arch=size, **kwargs)
         self.task_names = resolve_tasks(tasks)
         self.dense_arch = size
         self.vit_kwargs = {k: v for k, v in kwargs.items() if k not in ('pretrained', 'init_cfg')}
+        self.task_embedding = None
+        if moe['task_embedding']:
+            self.task_embedding = nn.Parameter(torch.empty(len(self.task_names), self.embed_dim))
+            nn.init.normal_(self.task_embedding, std=1.0 if moe['expert_init'] == 'modsquad'
+                            else 0.02)
+        self._task_row = 0
         dims, num_heads = self.embed_dim, size['num_heads']
         head_dims = moe['head_dims'] or dims // num_heads
         moa_experts, mlp_experts = _expert_plan(moe, len(self.blocks), num_heads)
@@ -228,7 +255,8 @@ class MoEViT(ViT):
                       noisy_gating=moe['noisy_gating'], capacity_factor=capacity_factor,
                       mi_weight=moe['mi_weight'], balance_weight=moe['balance_weight'],
                       z_weight=moe['z_weight'], mi_momentum=mi_momentum,
-                      router_init_std=router_init_std)
+                      router_init_std=router_init_std, prob_floor=moe['prob_floor'],
+                      expert_init=moe['expert_init'])
         hidden = moe['mlp_hidden_dims'] or int(size.get('mlp_ratio', 4.0) * dims) // top_k
         qkv_bias = kwargs.get('qkv_bias', True)
         for i, block in enumerate(self.blocks):
@@ -263,7 +291,8 @@ class MoEViT(ViT):
     def forward(self, x: Tensor, task: Optional[str] = None) -> Features:
         """x [B, C_in, H, W] of one task -> ``Features`` as :class:`ViT`, with ``aux_losses``
         the summed ``loss_moe_*`` of the MoE layers ({} in evaluation)."""
-        name = self.task_names[self.task_index(task)]
+        self._task_row = self.task_index(task)
+        name = self.task_names[self._task_row]
         layers = [layer for _, layer in self.moe_layers()]
         for layer in layers:
             layer.task = name
@@ -272,6 +301,12 @@ class MoEViT(ViT):
         for layer in layers:
             layer.aux_losses = {}
         return feats._replace(aux_losses=aux)
+
+    def _run_block(self, i: int, x: Tensor) -> Tensor:
+        """Block i on the tokens x [B, N, D], after adding the task's embedding [D]."""
+        if self.task_embedding is not None:
+            x = x + self.task_embedding[self._task_row]
+        return super()._run_block(i, x)
 
     # ---------------------------------------------------------------- weights
     def init_weights(self, mode: str = '', needs_reset: bool = True) -> None:
@@ -288,16 +323,16 @@ class MoEViT(ViT):
     def upcycle(self, dense: nn.Module) -> None:
         """Fill this model from a dense timm ViT ``dense`` of the same widths.
 
-        Every parameter outside the MoE layers is copied. Each MoE MLP is filled by
-        :meth:`MoEMlp.upcycle`: with expert hidden size H = dense hidden, every expert is a
-        copy of the dense MLP (with renormalised gates the layer then equals it); with
+        Every parameter outside the MoE layers and the task embedding is copied. Each MoE MLP
+        is filled by :meth:`MoEMlp.upcycle`: with expert hidden size H = dense hidden, every
+        expert is a copy of the dense MLP (with renormalised gates the layer then equals it); with
         dense hidden = G * H the dense hidden units are split into G contiguous chunks and
         expert e takes chunk e mod G (its fc2 columns times G). Each MoA layer is filled by
         :meth:`MixtureOfAttentionHeads.upcycle` (an approximation: expert e is head e mod H,
         keys and values mean-pooled). The routers start fresh.
         """
         routed = dict(self.moe_layers())
-        inside = tuple(name + '.' for name in routed)
+        inside = tuple(name + '.' for name in routed) + ('task_embedding', )
         theirs = dense.state_dict()
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(inside)}
         bad = {k: (tuple(v.shape), tuple(theirs[k].shape) if k in theirs else None)
@@ -348,6 +383,8 @@ class MoEViT(ViT):
                 _freeze_rows(layer.router.noise_weight, frozen_rows)
             for param_name in expert_param_names(layer):
                 _freeze_rows(getattr(layer, param_name), range(old))
+        if self.task_embedding is not None:
+            _freeze_rows(self.task_embedding, frozen_rows)
         total = sum(p.numel() for p in self.parameters())
         print_log(f'MoEViT: {self.num_trainable_params():,} of {total:,} backbone parameters '
                   f'train (the new experts and routers of {sorted(new_tasks)})',

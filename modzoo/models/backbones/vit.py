@@ -11,6 +11,7 @@ import torch
 from einops import rearrange
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from torch import nn
 from timm.models import checkpoint, load_state_dict
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
@@ -60,6 +61,11 @@ class ViT(VisionTransformer, BaseModule):
             end), returned shallow to deep.
         final_norm: apply the final LayerNorm to the last block's map (when it is an output).
             The class token is always taken after the final LayerNorm.
+        global_pool: the image-level feature ``Features.cls_token``: 'token' (the class token
+            after the final LayerNorm; None without one) or 'avg' (the mean of the last
+            block's patch tokens, then its own LayerNorm ``fc_norm``: timm's
+            ``global_pool='avg'``, the MAE and Mod-Squad classification path; the maps keep
+            the final ``norm``).
         drop_path_rate: stochastic depth rate of the last block (linear decay rule).
         qkv_bias: bias in the qkv projections.
         with_cls_token: prepend a class token (``Features.cls_token`` is None without it).
@@ -79,8 +85,11 @@ class ViT(VisionTransformer, BaseModule):
                  drop_path_rate: float = 0.,
                  qkv_bias: bool = True,
                  with_cls_token: bool = True,
+                 global_pool: str = 'token',
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
+        if global_pool not in ('token', 'avg'):
+            raise ValueError(f"ViT global_pool must be 'token' or 'avg', got {global_pool!r}.")
         # BaseModule sets init_cfg = None before timm's __init__ calls init_weights(), so
         # construction always gives timm's random init.
         super().__init__(
@@ -95,6 +104,9 @@ class ViT(VisionTransformer, BaseModule):
                              f'[-{depth}, {depth - 1}] for depth {depth}.')
         self.out_indices = tuple(sorted({i % depth for i in indices}))
         self.norm_last_map = final_norm and self.out_indices[-1] == depth - 1
+        self.global_pool = global_pool
+        if global_pool == 'avg':  # (timm's 'avg' would drop ``norm``, which the maps keep)
+            self.fc_norm = nn.LayerNorm(self.embed_dim, eps=1e-6)  # timm's norm layer
 
         if pretrained is not None:
             if init_cfg is not None:
@@ -136,8 +148,11 @@ class ViT(VisionTransformer, BaseModule):
             missing, unexpected = self.load_state_dict(state_dict, strict=False)
         except RuntimeError as err:
             raise RuntimeError(f"ViT pretrained checkpoint '{path}' does not fit: {err}") from err
-        if missing:
+        if [k for k in missing if not k.startswith('fc_norm.')]:
             raise KeyError(f"ViT pretrained checkpoint '{path}' lacks backbone keys {missing}.")
+        if missing:  # a class-token checkpoint for global_pool='avg': fc_norm starts fresh
+            print_log(f"ViT pretrained checkpoint '{path}' has no {missing}: they keep their "
+                      'initial values', logger='current', level=logging.WARNING)
         if unexpected:
             print_log(f"ViT pretrained checkpoint '{path}': unused keys {unexpected}",
                       logger='current', level=logging.WARNING)
@@ -146,8 +161,9 @@ class ViT(VisionTransformer, BaseModule):
     def forward(self, x: torch.Tensor, task: Optional[str] = None) -> Features:
         """x [B, C_in, H, W], H and W multiples of p (``task`` is unused by a plain ViT).
 
-        Returns Features(maps=tuple of [B, D, H/p, W/p] per out index, cls_token=[B, D] or
-        None, aux_losses=None). The maps are views of the token tensors (no copies).
+        Returns Features(maps=tuple of [B, D, H/p, W/p] per out index, cls_token=[B, D] (the
+        ``global_pool`` feature) or None, aux_losses=None). The maps are views of the token
+        tensors (no copies).
         """
         x = self.patch_embed(x)                                    # [B, h, w, D]
         h = x.shape[1]
@@ -158,10 +174,13 @@ class ViT(VisionTransformer, BaseModule):
             if i in self.out_indices:
                 levels.append(x)
         if self.norm_last_map:
-            x = levels[-1] = self.norm(x)
-            cls_token = x[:, 0] if self.has_class_token else None
+            levels[-1] = self.norm(x)
+        if self.global_pool == 'avg':
+            cls_token = self.fc_norm(x[:, self.num_prefix_tokens:].mean(1))
+        elif not self.has_class_token:
+            cls_token = None
         else:
-            cls_token = self.norm(x[:, 0]) if self.has_class_token else None
+            cls_token = levels[-1][:, 0] if self.norm_last_map else self.norm(x[:, 0])
         maps = tuple(rearrange(t[:, self.num_prefix_tokens:], 'b (h w) d -> b d h w', h=h)
                      for t in levels)
         return Features(maps=maps, cls_token=cls_token)

@@ -9,6 +9,7 @@ from modzoo.registry import MODELS
 from .moe_dispatch import (dispatch, combine, expert_capacity, from_slots, grouped_linear,
                            plan_dispatch, to_slots)
 from .moe_losses import MoEAuxLoss
+from .moe_mlp import init_experts
 from .moe_router import TaskRouter, TaskSpec
 
 
@@ -31,13 +32,15 @@ class MixtureOfAttentionHeads(nn.Module):
         num_experts: E attention experts.
         num_heads: heads per token k (the router's top-k).
         head_dims: d (default D // num_heads; the Mod-Squad "twice" models use 2D // heads).
-        tasks, shared_router, renormalize, noisy_gating: see :class:`TaskRouter`.
+        tasks, shared_router, renormalize, noisy_gating, prob_floor: see :class:`TaskRouter`.
         capacity_factor: None for dropless; see :class:`MoEMlp` (a dropped head adds
             nothing to its token).
         mi_weight, balance_weight, z_weight, mi_momentum: see :class:`MoEAuxLoss`.
         kv_bias: bias of the key/value projection.
         attn_drop, proj_drop: dropout on the attention weights and on the output.
         router_init_std: see ``TaskRouter(init_std=...)``.
+        expert_init: init of the query and output experts, 'timm' or 'modsquad' (see
+            :func:`~modzoo.models.layers.moe_mlp.init_experts`); ``kv`` gets timm's.
 
     Parameters: ``q_weight`` [E, D, d], ``out_weight`` [E, d, D], ``kv`` Linear(D, 2d).
     """
@@ -59,10 +62,13 @@ class MixtureOfAttentionHeads(nn.Module):
                  kv_bias: bool = True,
                  attn_drop: float = 0.0,
                  proj_drop: float = 0.0,
-                 router_init_std: float = 0.02):
+                 router_init_std: float = 0.02,
+                 prob_floor: float = 0.0,
+                 expert_init: str = 'timm'):
         super().__init__()
         self.router = TaskRouter(embed_dims, num_experts, num_heads, tasks, shared_router,
-                                 renormalize, noisy_gating, init_std=router_init_std)
+                                 renormalize, noisy_gating, init_std=router_init_std,
+                                 prob_floor=prob_floor)
         self.aux_loss = MoEAuxLoss(self.router.num_tasks, num_experts, mi_weight,
                                    balance_weight, z_weight, mi_momentum)
         self.num_experts = num_experts
@@ -74,12 +80,14 @@ class MixtureOfAttentionHeads(nn.Module):
         self.kv = nn.Linear(embed_dims, 2 * self.head_dims, bias=kv_bias)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
+        self.expert_init = expert_init
         self.reset_parameters()
 
     def reset_parameters(self):
-        """timm ViT init: weights trunc-normal std 0.02, biases 0."""
-        for weight in (self.q_weight, self.out_weight, self.kv.weight):
-            nn.init.trunc_normal_(weight, std=0.02)
+        """The ``expert_init`` of the experts; ``kv``: trunc-normal std 0.02, bias 0."""
+        init_experts(self.q_weight, None, self.expert_init)
+        init_experts(self.out_weight, None, self.expert_init)
+        nn.init.trunc_normal_(self.kv.weight, std=0.02)
         if self.kv.bias is not None:
             nn.init.zeros_(self.kv.bias)
 

@@ -9,6 +9,30 @@ from .moe_dispatch import combine, dispatch, expert_capacity, grouped_linear, pl
 from .moe_losses import MoEAuxLoss
 from .moe_router import TaskRouter, TaskSpec
 
+EXPERT_INITS = ('timm', 'modsquad')
+
+
+@torch.no_grad()
+def init_experts(weight: Tensor, bias: Optional[Tensor], init: str = 'timm') -> None:
+    """Initialise stacked expert weights ``weight`` [E, in, out] and biases [E, out].
+
+    'timm': trunc-normal std 0.02 and zero biases (timm's ViT Linear init);
+    'modsquad': the official ``ParallelExperts`` init, weights U(-1/in, 1/in) (1/in, not
+    1/sqrt(in)) and biases U(-1/sqrt(out), 1/sqrt(out)) (torch reads the fan-in of an
+    [in, out] matrix from its second axis).
+    """
+    if init == 'timm':
+        nn.init.trunc_normal_(weight, std=0.02)
+        if bias is not None:
+            nn.init.zeros_(bias)
+    elif init == 'modsquad':
+        nn.init.uniform_(weight, -1.0 / weight.shape[1], 1.0 / weight.shape[1])
+        if bias is not None:
+            bound = weight.shape[2] ** -0.5
+            nn.init.uniform_(bias, -bound, bound)
+    else:
+        raise ValueError(f'expert init must be one of {EXPERT_INITS}, got {init!r}')
+
 
 @MODELS.register_module()
 class MoEMlp(nn.Module):
@@ -22,13 +46,14 @@ class MoEMlp(nn.Module):
         num_experts: E.
         top_k: experts per token k.
         hidden_dims: expert hidden width H (default 4 * D // k).
-        tasks, shared_router, renormalize, noisy_gating: see :class:`TaskRouter`.
+        tasks, shared_router, renormalize, noisy_gating, prob_floor: see :class:`TaskRouter`.
         capacity_factor: None for dropless routing; otherwise each expert takes at most
             ceil(capacity_factor * S * k / E) of the S * k routing choices and drops the rest
             (a dropped choice adds nothing; the block's residual carries the token).
         mi_weight, balance_weight, z_weight, mi_momentum: see :class:`MoEAuxLoss`.
         drop: dropout after the activation and on the output, as timm ``Mlp``.
         router_init_std: see ``TaskRouter(init_std=...)``.
+        expert_init: 'timm' or 'modsquad', see :func:`init_experts`.
 
     Parameters: ``fc1_weight`` [E, D, H], ``fc1_bias`` [E, H], ``fc2_weight`` [E, H, D],
     ``fc2_bias`` [E, D]; ``router.usage`` [T, E] counts the tokens each task sent to each
@@ -50,10 +75,13 @@ class MoEMlp(nn.Module):
                  z_weight: float = 0.0,
                  mi_momentum: float = 0.99,
                  drop: float = 0.0,
-                 router_init_std: float = 0.02):
+                 router_init_std: float = 0.02,
+                 prob_floor: float = 0.0,
+                 expert_init: str = 'timm'):
         super().__init__()
         self.router = TaskRouter(embed_dims, num_experts, top_k, tasks, shared_router,
-                                 renormalize, noisy_gating, init_std=router_init_std)
+                                 renormalize, noisy_gating, init_std=router_init_std,
+                                 prob_floor=prob_floor)
         self.aux_loss = MoEAuxLoss(self.router.num_tasks, num_experts, mi_weight,
                                    balance_weight, z_weight, mi_momentum)
         self.num_experts = num_experts
@@ -66,14 +94,13 @@ class MoEMlp(nn.Module):
         self.fc2_bias = nn.Parameter(torch.zeros(num_experts, embed_dims))
         self.act = nn.GELU()
         self.drop = nn.Dropout(drop)
+        self.expert_init = expert_init
         self.reset_parameters()
 
     def reset_parameters(self):
-        """timm ViT init: weights trunc-normal std 0.02, biases 0."""
-        nn.init.trunc_normal_(self.fc1_weight, std=0.02)
-        nn.init.trunc_normal_(self.fc2_weight, std=0.02)
-        nn.init.zeros_(self.fc1_bias)
-        nn.init.zeros_(self.fc2_bias)
+        """The ``expert_init`` of the experts (:func:`init_experts`)."""
+        init_experts(self.fc1_weight, self.fc1_bias, self.expert_init)
+        init_experts(self.fc2_weight, self.fc2_bias, self.expert_init)
 
     def forward(self, x: Tensor, task: TaskSpec = None) -> Tuple[Tensor, Dict[str, Tensor]]:
         """``x`` [B, N, D] (or [S, D]) of one task -> (output of the same shape, aux losses).

@@ -19,8 +19,8 @@ class Routing(NamedTuple):
     logits:       [S, E] router logits (noise included when training with noisy gating)
     probs:        [S, E] softmax of ``logits``
     topk_experts: [S, k] long, the experts each token uses, most probable first
-    topk_gates:   [S, k] combine weights (``probs`` of those experts, renormalised to sum
-                  to 1 when the router renormalises)
+    topk_gates:   [S, k] combine weights (``probs`` of those experts plus the router's
+                  ``prob_floor``, renormalised to sum to 1 when the router renormalises)
     task:         index of the task the tokens belong to
     """
     logits: Tensor
@@ -56,6 +56,8 @@ class TaskRouter(nn.Module):
         noisy_gating: in training only, add N(0, 1) * (softplus(x W_noise) + noise_eps) to
             the logits (Shazeer et al. 2017). Evaluation routes on the clean logits.
         noise_eps: minimum noise std.
+        prob_floor: added to the probabilities before the top-k (it leaves the choice as it
+            is and raises each gate by it; Mod-Squad adds 1e-4).
         init_std: std of the truncated-normal router init (0 gives the zero init of the
             Mod-Squad constructor; its timm ``_init_weights`` re-initialises to std 0.02).
 
@@ -75,7 +77,8 @@ class TaskRouter(nn.Module):
                  renormalize: bool = True,
                  noisy_gating: bool = False,
                  noise_eps: float = 1e-2,
-                 init_std: float = 0.02):
+                 init_std: float = 0.02,
+                 prob_floor: float = 0.0):
         super().__init__()
         if not 1 <= top_k <= num_experts:
             raise ValueError(f'top_k must be between 1 and num_experts, got top_k={top_k} '
@@ -86,6 +89,7 @@ class TaskRouter(nn.Module):
         self.shared = shared
         self.renormalize = renormalize
         self.noise_eps = noise_eps
+        self.prob_floor = prob_floor
         num_routers = 1 if shared else len(self.task_names)
         self.weight = nn.Parameter(torch.empty(num_routers, num_experts, embed_dims))
         self.noise_weight = (nn.Parameter(torch.empty(num_routers, num_experts, embed_dims))
@@ -153,6 +157,7 @@ class TaskRouter(nn.Module):
                 logits = logits.masked_fill(~self.allowed[t], float('-inf'))
             probs = logits.softmax(dim=-1)
             gates, experts = probs.topk(self.top_k, dim=-1)
+            gates = gates + self.prob_floor
             if self.renormalize:
                 gates = gates / gates.sum(dim=-1, keepdim=True)
         with torch.no_grad():
@@ -162,4 +167,5 @@ class TaskRouter(nn.Module):
     def extra_repr(self) -> str:
         return (f'tasks={list(self.task_names)}, num_experts={self.num_experts}, '
                 f'top_k={self.top_k}, shared={self.shared}, renormalize={self.renormalize}, '
+                f'prob_floor={self.prob_floor}, '
                 f'noisy_gating={self.noise_weight is not None}')

@@ -93,3 +93,15 @@ def test_zero_init():
     router = TaskRouter(8, 4, 2, init_std=0)
     assert torch.count_nonzero(router.weight) == 0
     assert torch.allclose(router(torch.randn(3, 8)).probs, torch.full((3, 4), 0.25))
+
+
+def test_prob_floor_raises_the_gates_not_the_choice():
+    torch.manual_seed(0)
+    x = torch.randn(10, 8)
+    plain = TaskRouter(8, 6, 3, renormalize=False, init_std=1.0)
+    floored = TaskRouter(8, 6, 3, renormalize=False, init_std=1.0, prob_floor=1e-4)
+    floored.load_state_dict(plain.state_dict())
+    want, got = plain(x), floored(x)
+    assert torch.equal(got.topk_experts, want.topk_experts)
+    assert torch.equal(got.probs, want.probs)
+    torch.testing.assert_close(got.topk_gates, want.topk_gates + 1e-4)
