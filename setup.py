@@ -29,7 +29,10 @@ setup(
         # Uni-Perceiver v2: BPE tokenizer training, caption metrics; RoBERTa text encoder
         'uniperceiver': ['tokenizers>=0.15', 'pycocoevalcap>=1.2'],
         'roberta': ['transformers>=4.40'],
+        # tools/deploy/export.py --format onnx, onnxruntime in tools/analysis/benchmark_inference.py
+        'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
         'test': ['pytest>=7.4', 'pytest-xdist>=3.3', 'scikit-learn>=1.3', 'tokenizers>=0.15',
-                 'pycocoevalcap>=1.2', 'transformers>=4.40'],
+                 'pycocoevalcap>=1.2', 'transformers>=4.40',
+                 'onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
     },
 )

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from modzoo.registry import MODELS
 from .moe_dispatch import (dispatch, combine, expert_capacity, from_slots, grouped_linear,
                            plan_dispatch, to_slots)
+from .moe_export import moa_export_forward
 from .moe_losses import MoEAuxLoss
 from .moe_mlp import init_experts
 from .moe_router import TaskRouter, TaskSpec
@@ -43,7 +44,9 @@ class MixtureOfAttentionHeads(nn.Module):
             :func:`~modzoo.models.layers.moe_mlp.init_experts`); ``kv`` gets timm's.
 
     Parameters: ``q_weight`` [E, D, d], ``out_weight`` [E, d, D], ``kv`` Linear(D, 2d).
+    ``export_dispatch = True`` selects the export-friendly forward of ``moe_export.py``.
     """
+    export_dispatch = False
 
     def __init__(self,
                  embed_dims: int,
@@ -96,6 +99,8 @@ class MixtureOfAttentionHeads(nn.Module):
         if x.dim() != 3:
             raise ValueError(f'MixtureOfAttentionHeads expects tokens [B, N, D], got '
                              f'shape {tuple(x.shape)}')
+        if self.export_dispatch:
+            return moa_export_forward(self, x, task), {}
         batch, num_tokens, _ = x.shape
         k, d = self.num_heads, self.head_dims
         tokens = x.reshape(batch * num_tokens, -1)

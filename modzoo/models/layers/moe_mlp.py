@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from modzoo.registry import MODELS
 from .moe_dispatch import combine, dispatch, expert_capacity, grouped_linear, plan_dispatch
+from .moe_export import moe_mlp_export_forward
 from .moe_losses import MoEAuxLoss
 from .moe_router import TaskRouter, TaskSpec
 
@@ -57,8 +58,10 @@ class MoEMlp(nn.Module):
 
     Parameters: ``fc1_weight`` [E, D, H], ``fc1_bias`` [E, H], ``fc2_weight`` [E, H, D],
     ``fc2_bias`` [E, D]; ``router.usage`` [T, E] counts the tokens each task sent to each
-    expert.
+    expert. ``export_dispatch = True`` (``set_export_dispatch``) selects the export-friendly
+    forward of ``moe_export.py``.
     """
+    export_dispatch = False
 
     def __init__(self,
                  embed_dims: int,
@@ -108,6 +111,8 @@ class MoEMlp(nn.Module):
         ``task`` is a name or index of ``tasks`` (None for a single-task layer); the aux
         losses are the weighted ``loss_moe_*`` of :class:`MoEAuxLoss` ({} in evaluation).
         """
+        if self.export_dispatch:
+            return moe_mlp_export_forward(self, x, task), {}
         tokens = x.reshape(-1, x.shape[-1])
         num_tokens = tokens.shape[0]
         routing = self.router(tokens, task)

@@ -160,8 +160,9 @@ class TaskRouter(nn.Module):
             gates = gates + self.prob_floor
             if self.renormalize:
                 gates = gates / gates.sum(dim=-1, keepdim=True)
-        with torch.no_grad():
-            self.usage[t] += torch.bincount(experts.flatten(), minlength=self.num_experts)
+        if not torch.compiler.is_exporting():  # an exported graph keeps no statistics
+            with torch.no_grad():
+                self.usage[t] += torch.bincount(experts.flatten(), minlength=self.num_experts)
         return Routing(logits, probs, experts, gates, t)
 
     def extra_repr(self) -> str:
