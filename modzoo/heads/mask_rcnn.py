@@ -192,13 +192,21 @@ class MaskRCNNHead(BaseModule):
         [N, H, W]) in the original image's pixels (``ori_shape``; boxes divided by the
         sample's ``scale_factor``) into every sample."""
         for sample, det in zip(data_samples, self.proposals(feats, data_samples, False)):
-            w_scale, h_scale = sample.metainfo.get('scale_factor', (1.0, 1.0))
-            h, w = sample.metainfo.get('ori_shape', sample.metainfo.get('img_shape'))[:2]
-            boxes = det.bboxes / det.bboxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-            probs = paste_masks_in_image(det.mask_logits.sigmoid()[:, None], boxes, (h, w))
-            sample.pred_instances = InstanceData(
-                bboxes=boxes, scores=det.scores, labels=det.labels,
-                masks=(probs[:, 0] > self.mask_thr).to(torch.uint8))
+            sample.pred_instances = in_original_image(det, sample, self.mask_thr)
         return data_samples
+
+
+def in_original_image(det: InstanceData, sample: TaskDataSample,
+                      mask_thr: float = 0.5) -> InstanceData:
+    """Detections in input-image pixels (``bboxes``, ``scores``, ``labels``, ``mask_logits``
+    [N, 28, 28] in the box frame) -> ``InstanceData`` in the original image's pixels
+    (``ori_shape``; boxes divided by the sample's ``scale_factor`` and clipped) with
+    ``masks`` uint8 [N, H, W] pasted and thresholded at ``mask_thr``."""
+    w_scale, h_scale = sample.metainfo.get('scale_factor', (1.0, 1.0))
+    h, w = sample.metainfo.get('ori_shape', sample.metainfo.get('img_shape'))[:2]
+    boxes = det.bboxes / det.bboxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    probs = paste_masks_in_image(det.mask_logits.sigmoid()[:, None], boxes, (h, w))
+    return InstanceData(bboxes=boxes, scores=det.scores, labels=det.labels,
+                        masks=(probs[:, 0] > mask_thr).to(torch.uint8))

@@ -108,7 +108,7 @@ class MultiTaskModel(BaseModel):
             samples = [data_samples[i] for i in idx]
             feats, aux = self._task_features(x, tasks)
             for task, task_feats in feats.items():
-                for name, value in self.heads[task].loss(task_feats, samples).items():
+                for name, value in self.head_loss(task, task_feats, samples).items():
                     if name == 'loss':
                         losses[f'loss_{task}'] = losses[f'loss_{task}'] + \
                             self.loss_weights[task] * value
@@ -124,5 +124,13 @@ class MultiTaskModel(BaseModel):
             samples = [data_samples[i] for i in idx]
             feats, _ = self._task_features(x, tasks)
             for task, task_feats in feats.items():
-                self.heads[task].predict(task_feats, samples)
+                self.head_predict(task, task_feats, samples)
         return data_samples
+
+    def head_loss(self, task, feats, data_samples) -> dict:
+        """The losses of ``task``'s head (a model whose heads need more than the features
+        overrides this and :meth:`head_predict`)."""
+        return self.heads[task].loss(feats, data_samples)
+
+    def head_predict(self, task, feats, data_samples):
+        return self.heads[task].predict(feats, data_samples)

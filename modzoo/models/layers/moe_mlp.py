@@ -55,6 +55,7 @@ class MoEMlp(nn.Module):
         drop: dropout after the activation and on the output, as timm ``Mlp``.
         router_init_std: see ``TaskRouter(init_std=...)``.
         expert_init: 'timm' or 'modsquad', see :func:`init_experts`.
+        router_dims: width of the router's input (default D: it routes on the tokens).
 
     Parameters: ``fc1_weight`` [E, D, H], ``fc1_bias`` [E, H], ``fc2_weight`` [E, H, D],
     ``fc2_bias`` [E, D]; ``router.usage`` [T, E] counts the tokens each task sent to each
@@ -80,11 +81,12 @@ class MoEMlp(nn.Module):
                  drop: float = 0.0,
                  router_init_std: float = 0.02,
                  prob_floor: float = 0.0,
-                 expert_init: str = 'timm'):
+                 expert_init: str = 'timm',
+                 router_dims: Optional[int] = None):
         super().__init__()
-        self.router = TaskRouter(embed_dims, num_experts, top_k, tasks, shared_router,
-                                 renormalize, noisy_gating, init_std=router_init_std,
-                                 prob_floor=prob_floor)
+        self.router = TaskRouter(router_dims or embed_dims, num_experts, top_k, tasks,
+                                 shared_router, renormalize, noisy_gating,
+                                 init_std=router_init_std, prob_floor=prob_floor)
         self.aux_loss = MoEAuxLoss(self.router.num_tasks, num_experts, mi_weight,
                                    balance_weight, z_weight, mi_momentum)
         self.num_experts = num_experts
@@ -105,17 +107,25 @@ class MoEMlp(nn.Module):
         init_experts(self.fc1_weight, self.fc1_bias, self.expert_init)
         init_experts(self.fc2_weight, self.fc2_bias, self.expert_init)
 
-    def forward(self, x: Tensor, task: TaskSpec = None) -> Tuple[Tensor, Dict[str, Tensor]]:
+    def forward(self, x: Tensor, task: TaskSpec = None,
+                router_input: Optional[Tensor] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
         """``x`` [B, N, D] (or [S, D]) of one task -> (output of the same shape, aux losses).
 
         ``task`` is a name or index of ``tasks`` (None for a single-task layer); the aux
         losses are the weighted ``loss_moe_*`` of :class:`MoEAuxLoss` ({} in evaluation).
+        ``router_input`` [B, N, R] (or [S, R]), when given, is what the router sees instead
+        of the tokens (attribute-level routing, Uni-Perceiver-MoE; build the layer with
+        ``router_dims=R``).
         """
         if self.export_dispatch:
+            if router_input is not None:
+                raise NotImplementedError('MoEMlp: the export dispatch routes on the tokens; '
+                                          'router_input is not supported there')
             return moe_mlp_export_forward(self, x, task), {}
         tokens = x.reshape(-1, x.shape[-1])
         num_tokens = tokens.shape[0]
-        routing = self.router(tokens, task)
+        gate_in = tokens if router_input is None else router_input.reshape(num_tokens, -1)
+        routing = self.router(gate_in, task)
         capacity = None if self.capacity_factor is None else expert_capacity(
             num_tokens, self.num_experts, self.top_k, self.capacity_factor)
         plan = plan_dispatch(routing.topk_experts, routing.topk_gates, self.num_experts,

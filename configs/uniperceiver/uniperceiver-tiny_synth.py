@@ -1,0 +1,89 @@
+# Uni-Perceiver v2, tiny: four SynthScenes tasks through one shared decoder, one task per batch
+# (unmixed sampling), Task-Balanced Gradient Normalization, features gathered across ranks.
+#   classification  <- ImageNet folders          (candidates: the class names)
+#   detection       <- COCO instances            (proposals classified against the class names)
+#   captioning      <- COCO captions             (candidates: the BPE vocabulary)
+#   retrieval       <- COCO captions             (candidates: the batch's captions, all ranks)
+_base_ = ['../_base_/datasets/synth_hetero.py', '../_base_/schedules/adamw_cosine_iter.py',
+          '../_base_/default_runtime.py']
+
+data_root = 'data/synth'
+embed_dims = 128
+
+model = dict(
+    type='UniPerceiver',
+    data_preprocessor=dict(type='ImgDataPreprocessor', mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375]),
+    backbone=dict(type='ViT', arch=dict(embed_dim=192, depth=6, num_heads=3), img_size=64,
+                  patch_size=8, out_indices=(-1, )),
+    # global tokens: M'=2 attention pools + the 8x8 last map
+    global_tokens=dict(type='GlobalImageTokens', in_channels=192, num_pools=2, num_heads=8),
+    # class-agnostic Mask R-CNN; its top-20 detections per image become region tokens
+    proposal_head=dict(
+        type='MaskRCNNHead', num_classes=1, class_agnostic=True, in_channels=192, channels=64,
+        anchor_sizes=((8, ), (16, ), (32, ), (64, ), (128, )), rpn_convs=1, box_convs=0,
+        box_fc=256, mask_convs=2,
+        rpn_cfg=dict(pre_nms_top_n=dict(training=300, testing=300),
+                     post_nms_top_n=dict(training=100, testing=100), batch_size_per_image=64),
+        roi_cfg=dict(batch_size_per_image=64, score_thresh=0.01, detections_per_img=20)),
+    region_tokens=dict(type='RegionTokens', in_channels=256),
+    tokenizer=dict(type='BPETokenizer', vocab_file=f'{data_root}/coco/annotations/bpe_400.json',
+                   captions=f'{data_root}/coco/annotations/captions_train2017.json',
+                   vocab_size=400, max_length=32, synth_root=data_root),
+    text_encoder=dict(type='TransformerTextEncoder', embed_dims=128, depth=2, num_heads=4,
+                      max_length=32),
+    decoder=dict(type='UnifiedDecoder', embed_dims=embed_dims, depth=2, num_heads=4, drop=0.0,
+                 moe=dict(num_experts=4, top_k=2), attr_dims=32),
+    heads=dict(
+        cls=dict(type='UPClassificationHead', class_names={{_base_.synth_voc_classes}}),
+        det=dict(type='UPDetectionHead', class_names={{_base_.synth_voc_classes}}),
+        caption=dict(type='UPCaptionHead', beam_size=1),
+        retrieval=dict(type='UPRetrievalHead', gather=True),
+    ))
+
+classes = {{_base_.synth_voc_classes}}
+# SynthScenes' COCO: instances for detection, captions for captioning and retrieval; images
+# of captioned sources are not flipped (captions say 'left' and 'right')
+train_dataloader = dict(dataset=dict(sources=dict(
+    _delete_=True,
+    cls=dict(tasks=['cls'], dataset=dict(
+        type='ImageNetDataset', data_root='imagenet', metainfo=dict(classes=classes),
+        split='train', pipeline={{_base_.image_train}})),
+    det=dict(tasks=['det'], dataset=dict(
+        type='CocoDataset', data_root='coco', metainfo=dict(classes=classes), split='train',
+        pipeline={{_base_.labelled_train}})),
+    caption=dict(tasks=['caption'], dataset=dict(
+        type='CocoDataset', data_root='coco', with_mask=False, split='train',
+        caption_file='annotations/captions_train2017.json', pipeline={{_base_.image_val}})),
+    retrieval=dict(tasks=['retrieval'], dataset=dict(
+        type='CocoDataset', data_root='coco', with_mask=False, split='train',
+        caption_file='annotations/captions_train2017.json', pipeline={{_base_.image_val}})))))
+val_dataloader = dict(dataset=dict(sources=dict(
+    _delete_=True,
+    cls=dict(tasks=['cls'], dataset=dict(
+        type='ImageNetDataset', data_root='imagenet', metainfo=dict(classes=classes),
+        split='val', pipeline={{_base_.image_val}})),
+    det=dict(tasks=['det'], dataset=dict(
+        type='CocoDataset', data_root='coco', metainfo=dict(classes=classes), split='val',
+        pipeline={{_base_.labelled_val}})),
+    caption=dict(tasks=['caption'], dataset=dict(
+        type='CocoDataset', data_root='coco', with_mask=False, split='val',
+        caption_file='annotations/captions_val2017.json', pipeline={{_base_.image_val}})),
+    retrieval=dict(tasks=['retrieval'], dataset=dict(
+        type='CocoDataset', data_root='coco', with_mask=False, split='val',
+        caption_file='annotations/captions_val2017.json', pipeline={{_base_.image_val}})))))
+test_dataloader = val_dataloader
+
+val_evaluator = [
+    dict(type='Accuracy', task='cls', topk=(1, 5)),
+    dict(type='CaptionMetric', task='caption'),
+    dict(type='RetrievalMetric', task='retrieval'),
+]
+test_evaluator = val_evaluator
+
+# TBGN: the sampled task's gradient at unit norm; Adam moments' new-gradient weight / s_k
+# (s_k read from the TaskBalancedSampler by SampledTaskHook); no clipping of the raw gradient
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='TBGNAdamW', lr=1e-3,
+                                    weight_decay=0.05, betas=(0.9, 0.999)),
+                     clip_grad=None)
+custom_hooks = [dict(type='RandomStateHook'), dict(type='SampledTaskHook')]
