@@ -5,6 +5,7 @@ from .imagenet import ImageNetDataset
 from .multi_task import MultiTaskDataset
 from .nyud import NYUDDataset
 from .pascal_context import PascalContextDataset
+from .synth_episodes import SynthEpisodes
 from .task_balanced_sampler import TaskBalancedSampler
 from .transforms import (CenterCrop, LoadImage, LoadTaskAnnotations, PackTaskInputs, Pad,
                          PhotoMetricDistortion, RandomCrop, RandomFlip, RandomResizedCrop,
@@ -13,7 +14,8 @@ from .voc import VOCDataset
 
 __all__ = [
     'ADE20KDataset', 'CocoDataset', 'ImageNetDataset', 'MultiTaskDataset', 'NYUDDataset',
-    'PascalContextDataset', 'TaskBalancedSampler', 'VOCDataset', 'CenterCrop', 'LoadImage',
-    'LoadTaskAnnotations', 'PackTaskInputs', 'Pad', 'PhotoMetricDistortion', 'RandomCrop',
-    'RandomFlip', 'RandomResizedCrop', 'RandomScale', 'Resize', 'ClassSubset', 'split_classes'
+    'PascalContextDataset', 'SynthEpisodes', 'TaskBalancedSampler', 'VOCDataset', 'CenterCrop',
+    'LoadImage', 'LoadTaskAnnotations', 'PackTaskInputs', 'Pad', 'PhotoMetricDistortion',
+    'RandomCrop', 'RandomFlip', 'RandomResizedCrop', 'RandomScale', 'Resize', 'ClassSubset',
+    'split_classes'
 ]

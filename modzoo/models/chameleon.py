@@ -102,13 +102,21 @@ class Chameleon(BaseModel):
         B, T, N = x.shape[:3]
         task = repeat(t_idx, 'b t -> (b t n)', n=N)
         maps = self.image_encoder(x.flatten(0, 2), task).maps
+        self._check_levels('image_encoder', maps)
         return [rearrange(m, '(b t n) d h w -> b t n (h w) d', b=B, t=T) for m in maps]
 
     def encode_labels(self, y: torch.Tensor) -> List[torch.Tensor]:
         """y [B, T, N, 1, H, W] -> per level [B, T, N, n, Dz]."""
         B, T = y.shape[:2]
         maps = self.label_encoder(y.flatten(0, 2)).maps
+        self._check_levels('label_encoder', maps)
         return [rearrange(m, '(b t n) d h w -> b t n (h w) d', b=B, t=T) for m in maps]
+
+    def _check_levels(self, name, maps):
+        if len(maps) != len(self.matching.matching):
+            raise ValueError(f'Chameleon: the {name} returns {len(maps)} feature levels, the '
+                             f'matching expects {len(self.matching.matching)} (set 4 distinct '
+                             'out_indices)')
 
     def encode_support(self, x_s: torch.Tensor, y_s: torch.Tensor, t_idx: torch.Tensor,
                        g_idx: torch.Tensor, chunk_size: Optional[int] = None) -> Support:

@@ -174,3 +174,24 @@ def test_bad_episodes_raise_clear_errors(change, message):
     change(ep)
     with pytest.raises(ValueError, match=message):
         model.forward_episode(ep['x_s'], ep['y_s'], ep['x_q'], ep['t_idx'], ep['g_idx'])
+
+
+def test_add_task_starts_from_the_mean_and_sliding_window_covers():
+    from modzoo.models.chameleon_adaptation import add_task, predict_sliding, window_starts
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg()).eval()
+    randomize_biases(model)
+    old = model.image_encoder.blocks[0].mlp.fc1.bias.detach().clone()
+    t_idx, g_idx = add_task(model, 2)
+    assert t_idx.tolist() == [4, 5] and g_idx.tolist() == [2, 2] and model.n_tasks == 6
+    new = model.image_encoder.blocks[0].mlp.fc1.bias
+    torch.testing.assert_close(new[4], old.mean(0))
+    assert torch.equal(new[:4], old)
+    assert model.matching.alpha[0].shape[0] == 3
+    # one window: sliding prediction is the plain prediction
+    ep = episode(T=2)
+    with torch.no_grad():
+        support = model.encode_support(ep['x_s'], ep['y_s'], t_idx[None], g_idx[None])
+        plain = model.predict_query(support, ep['x_q'])[0]
+    torch.testing.assert_close(predict_sliding(model, support, ep['x_q'][0]), plain)
+    assert window_starts(48, 32, 16) == [0, 16] and window_starts(50, 32, 16) == [0, 9, 18]

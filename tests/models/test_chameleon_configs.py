@@ -51,3 +51,18 @@ def test_vtm_size_forward():
     with torch.no_grad():
         out = model.forward_episode(x_s, y_s, torch.randn(1, 1, 1, 3, 64, 64), t, t * 0)
     assert out.shape == (1, 1, 1, 1, 64, 64) and torch.isfinite(out).all()
+
+
+def test_tiny_config_meta_trains_with_the_runner(tmp_path):
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(CONFIGS / 'chameleon-tiny_synth-episodes.py')
+    cfg.work_dir = str(tmp_path)
+    cfg.train_dataloader.dataset.update(num_scenes=24, shot=2, query=2, channels=2)
+    cfg.train_cfg.max_iters = 2
+    cfg.param_scheduler = []
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 2
+    scalars = runner.message_hub.log_scalars
+    assert 'train/loss' in scalars and torch.isfinite(torch.tensor(scalars['train/loss'].current()))
