@@ -1,11 +1,12 @@
 """Extract one task's expert sub-network from a multi-task MoE model (Mod-Squad ``pruning``).
 
-    python tools/extract.py CONFIG CKPT --task NAME --out DIR [--usage JSON] [--thresh 3]
+    python tools/extract.py CONFIG CKPT --task NAME --out DIR [--usage JSON]
+        [--usage-rule {ema,total}] [--thresh 3]
 
 Per MoE layer the task keeps the experts whose share of its routing choices exceeds
 ``thresh / k`` percent (at least its k most used; ``modzoo.analysis.select_experts``),
-counted by the routers' usage buffers saved in CKPT or read from an ``expert_usage_*.json``
-of ``ExpertUsageHook`` (``--usage``). Writes ``DIR/<config>_<task>.pth`` and
+counted by the routers' usage buffers saved in CKPT (``--usage-rule``) or read from an
+``expert_usage_*.json`` of ``ExpertUsageHook`` (``--usage``). Writes ``DIR/<config>_<task>.pth`` and
 ``DIR/<config>_<task>.py`` (the one-task model, its data and metric, ``load_from`` the
 new checkpoint), and prints total params, the task's active params and GFLOPs before and
 after. Evaluate the result with ``python tools/test.py DIR/<config>_<task>.py
@@ -20,6 +21,7 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 from modzoo.analysis import extract_task, model_summary
+from modzoo.analysis.extraction import USAGE_RULES
 from modzoo.engine import check_tasks, save_checkpoint_atomic, write_atomic
 from modzoo.registry import MODELS
 
@@ -32,6 +34,12 @@ def parse_args():
     parser.add_argument('--out', required=True, help='folder for the config and checkpoint')
     parser.add_argument('--usage', help='an expert_usage_*.json to select experts by '
                                         '(default: the usage buffers in the checkpoint)')
+    parser.add_argument('--usage-rule', choices=USAGE_RULES, default='ema',
+                        help='which usage buffer of the checkpoint: ema (default, Mod-Squad\'s '
+                             'rule: a 0.95 moving average of each task\'s last passes, so the '
+                             'experts the trained routers pick) or total (every token since '
+                             'the model was built; its early, near-uniform routing keeps '
+                             'experts the trained routers no longer use)')
     parser.add_argument('--thresh', type=float, default=3.0,
                         help='keep experts above thresh / k percent of the routing choices')
     return parser.parse_args()
@@ -62,7 +70,8 @@ def main():
     usage = read_usage(args.usage) if args.usage else None
     before = summary_line('full', model, args.task, img_size)
 
-    sub_cfg, state, kept = extract_task(model, cfg, args.task, usage, args.thresh)
+    sub_cfg, state, kept = extract_task(model, cfg, args.task, usage, args.thresh,
+                                        args.usage_rule)
     name = f'{osp.splitext(osp.basename(args.config))[0]}_{args.task}'
     ckpt_path = osp.join(args.out, f'{name}.pth')
     sub_cfg.load_from = ckpt_path
@@ -72,7 +81,7 @@ def main():
     after = summary_line('extracted', sub_model, args.task, img_size)
 
     meta = dict(source_config=args.config, source_checkpoint=args.checkpoint, task=args.task,
-                thresh=args.thresh, kept_experts=kept)
+                thresh=args.thresh, usage=args.usage or args.usage_rule, kept_experts=kept)
     save_checkpoint_atomic(dict(state_dict=state, meta=meta), ckpt_path)
     write_atomic(osp.join(args.out, f'{name}.py'), sub_cfg.pretty_text.encode())
     for layer, experts in kept.items():

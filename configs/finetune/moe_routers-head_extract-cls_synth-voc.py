@@ -6,7 +6,8 @@
 #   python tools/train.py configs/moe_vit/moe-vit-tiny_synth_hetero.py
 #   python tools/extract.py configs/moe_vit/moe-vit-tiny_synth_hetero.py \
 #       work_dirs/moe-vit-tiny_synth_hetero/iter_600.pth --task cls \
-#       --out work_dirs/moe-vit-tiny_synth_hetero/extract_cls
+#       --out work_dirs/moe-vit-tiny_synth_hetero/extract_cls --usage-rule total
+# (the README's figures were measured on the sub-network of the total usage counts)
 #   python tools/train.py configs/finetune/moe_routers-head_extract-cls_synth-voc.py
 # The extracted config (below) sets load_from to the extracted checkpoint; the task's router
 # starts from the 'cls' router. The optimizer constructor logs the trainable parameter count.

@@ -83,10 +83,11 @@ def _grow_layer(state: Dict[str, Tensor], name: str, layer: nn.Module, n: int,
             row = torch.empty_like(weight[:1])
             weight = torch.cat([weight, nn.init.trunc_normal_(row, std=init_std)])
         state[f'{name}.{key}'] = weight
-    usage = state[f'{name}.router.usage']
-    state[f'{name}.router.usage'] = torch.zeros(usage.shape[0] + 1, usage.shape[1] + n,
-                                                dtype=usage.dtype)
-    state[f'{name}.router.usage'][:-1, :-n] = usage
+    for key in ('router.usage', 'router.usage_ema'):
+        usage = state[f'{name}.{key}']
+        state[f'{name}.{key}'] = torch.zeros(usage.shape[0] + 1, usage.shape[1] + n,
+                                             dtype=usage.dtype)
+        state[f'{name}.{key}'][:-1, :-n] = usage
     joint = state.get(f'{name}.aux_loss.mi.joint')
     if joint is not None:  # the MI estimate starts again (uniform) for the new task set
         shape = (joint.shape[0] + 1, joint.shape[1] + n)

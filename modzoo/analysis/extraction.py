@@ -50,15 +50,20 @@ def _slice_layer(state: State, name: str, layer, row: int, keep: List[int]) -> N
     for key in ('router.weight', 'router.noise_weight'):
         if f'{name}.{key}' in state:
             state[f'{name}.{key}'] = state[f'{name}.{key}'][r:r + 1, idx]
-    state[f'{name}.router.usage'] = state[f'{name}.router.usage'][row:row + 1, idx]
+    for key in ('router.usage', 'router.usage_ema'):
+        state[f'{name}.{key}'] = state[f'{name}.{key}'][row:row + 1, idx]
     joint_key = f'{name}.aux_loss.mi.joint'
     if joint_key in state:  # one task: P(t, e) = p(e | t), renormalised over the kept experts
         joint = state[joint_key][row:row + 1, idx]
         state[joint_key] = joint / joint.sum().clamp(min=1e-12)
 
 
+USAGE_RULES = ('ema', 'total')
+
+
 def extract_task(model, cfg: Config, task: str, usage: Optional[Dict[str, Tensor]] = None,
-                 thresh: float = 3.0) -> Tuple[Config, State, Dict[str, List[int]]]:
+                 thresh: float = 3.0, rule: str = 'ema'
+                 ) -> Tuple[Config, State, Dict[str, List[int]]]:
     """The config, state dict and kept experts of ``task``'s sub-network of ``model``.
 
     Args:
@@ -67,14 +72,20 @@ def extract_task(model, cfg: Config, task: str, usage: Optional[Dict[str, Tensor
         cfg: the config ``model`` was built from.
         task: the task to keep.
         usage: ``{layer name: counts [T, E]}`` (names as ``backbone.blocks.1.mlp``), e.g.
-            read from an ``expert_usage_*.json``; default: the routers' ``usage`` buffers
-            (the counts of the model's training run as saved in its checkpoint).
+            read from an ``expert_usage_*.json``; default: the routers' buffers saved in the
+            checkpoint, chosen by ``rule``.
         thresh: :func:`select_experts` threshold.
+        rule: without ``usage``, 'ema' (Mod-Squad's: ``usage_ema``, the 0.95 moving average
+            of the task's last passes, i.e. how the trained routers route) or 'total'
+            (``usage``: every token since the model was built, the early near-uniform
+            routing included).
 
     Returns:
         (config of the one-task model, its state dict, ``{layer name: kept experts}``).
     """
     backbone = model.backbone
+    if rule not in USAGE_RULES:
+        raise ValueError(f'usage rule must be one of {USAGE_RULES}, got {rule!r}')
     if task not in model.heads:
         raise KeyError(f"cannot extract task '{task}': the model has the tasks "
                        f'{list(model.heads)}')
@@ -84,11 +95,14 @@ def extract_task(model, cfg: Config, task: str, usage: Optional[Dict[str, Tensor
     kept = {}
     for name, layer in backbone.moe_layers():
         name = f'backbone.{name}'
-        counts = layer.router.usage if usage is None else torch.as_tensor(usage[name])
+        counts = torch.as_tensor(usage[name]) if usage is not None else (
+            layer.router.usage_ema if rule == 'ema' else layer.router.usage)
         try:
             kept[name] = select_experts(counts[row], layer.router.top_k, thresh)
         except ValueError as err:
-            raise ValueError(f"task '{task}', {name}: {err}") from None
+            hint = ' (a checkpoint from before usage_ema: use the total rule)' if (
+                usage is None and rule == 'ema' and layer.router.usage[row].sum() > 0) else ''
+            raise ValueError(f"task '{task}', {name}: {err}{hint}") from None
         _slice_layer(state, name, layer, row, kept[name])
     if backbone.task_embedding is not None:
         state['backbone.task_embedding'] = state['backbone.task_embedding'][row:row + 1]

@@ -7,7 +7,6 @@ over the routed (token, expert) pairs only, so they count just the experts a tok
 """
 import math
 import warnings
-from contextlib import contextmanager
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -20,7 +19,7 @@ from modzoo.models.backbones.moe_vit import expert_param_names
 from modzoo.models.layers.mixture_of_attention import MixtureOfAttentionHeads
 from modzoo.models.layers.moe_flops import MOE_FLOP_HANDLES
 from modzoo.models.layers.moe_mlp import MoEMlp
-from modzoo.models.layers.moe_router import TaskRouter
+from modzoo.models.layers.moe_router import statistics_paused
 
 
 def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
@@ -54,24 +53,13 @@ def active_params(module: nn.Module, task: Optional[str] = None) -> int:
     return total
 
 
-@contextmanager
-def _kept_usage(module: nn.Module):
-    """Undo what a counting pass adds to the routers' usage buffers."""
-    routers = [m for m in module.modules() if isinstance(m, TaskRouter)]
-    saved = [r.usage.clone() for r in routers]
-    try:
-        yield
-    finally:
-        for router, usage in zip(routers, saved):
-            router.usage.copy_(usage)
-
-
 def count_flops(module: nn.Module, inputs: tuple) -> int:
     """FLOPs (multiply-adds) of ``module(*inputs)`` in evaluation mode, with ``FLOP_HANDLES``."""
     was_training = module.training
     module.eval()
     try:
-        with _kept_usage(module), warnings.catch_warnings(), torch.no_grad():
+        # statistics paused: the counting pass leaves the routers' usage alone
+        with statistics_paused(), warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter('ignore')  # tracer warnings: routing is data-dependent
             analysis = FlopCountAnalysis(module, inputs).set_op_handle(**FLOP_HANDLES)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)

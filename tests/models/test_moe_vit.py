@@ -186,3 +186,23 @@ def test_frozen_tasks_route_among_old_experts_without_gradient():
         _moe(frozen_tasks=['a', 'b'], new_experts=1)
     with pytest.raises(ValueError, match='new_experts=3 must be >= 1 and leave at least'):
         _moe(frozen_tasks=['a'], new_experts=3)
+
+
+def test_gradient_checkpointing_records_statistics_once():
+    x = torch.randn(2, 3, 32, 32)
+    runs = {}
+    for checkpointing in (False, True):
+        model = _moe(mi_weight=0.005).train()
+        model.set_grad_checkpointing(checkpointing)
+        feats = model(x, 'a')
+        (feats.maps[-1].square().mean() + sum(feats.aux_losses.values())).backward()
+        runs[checkpointing] = model
+    plain, ckpt = runs[False], runs[True]
+    for (name, a), (_, b) in zip(plain.moe_layers(), ckpt.moe_layers()):
+        assert torch.equal(a.router.usage, b.router.usage), name
+        assert a.router.usage.sum() > 0
+        torch.testing.assert_close(a.router.usage_ema, b.router.usage_ema)
+        assert a.aux_loss.mi.num_updates == b.aux_loss.mi.num_updates == 1
+        torch.testing.assert_close(a.aux_loss.mi.joint, b.aux_loss.mi.joint)
+    torch.testing.assert_close(plain.blocks[1].mlp.router.weight.grad,
+                               ckpt.blocks[1].mlp.router.weight.grad)

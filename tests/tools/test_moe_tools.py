@@ -98,7 +98,7 @@ def test_extracted_model_predicts_as_the_full_model(tmp_path, monkeypatch):
     assert list(sub_cfg.train_dataloader.dataset.sources) == ['semseg']
     assert [m.task for m in sub_cfg.val_evaluator] == ['semseg']
     kept = sub_cfg.model.backbone.moa_experts + sub_cfg.model.backbone.mlp_experts
-    assert all(2 <= k <= 6 for k in kept)
+    assert all(2 <= k <= 6 for k in kept), kept
     sub = MODELS.build(sub_cfg.model).eval()
     sub.load_state_dict(torch.load(sub_cfg.load_from, weights_only=True)['state_dict'])
     assert count_params(sub) < count_params(model)
@@ -266,7 +266,8 @@ def test_flop_handles_and_active_params():
     moe, dense = (MoEViT(**dict(kwargs, tasks=['a']), mlp_experts=e, mlp_top_k=2)
                   for e in (8, 2))
     assert count_flops(moe, (img, )) - count_flops(dense, (img, )) == 2 * 5 * 32 * (8 - 2)
-    assert moe.blocks[0].mlp.router.usage.sum() == 0  # counting leaves the usage alone
+    router = moe.blocks[0].mlp.router  # counting leaves the usage alone
+    assert router.usage.sum() == 0 and router.usage_ema.sum() == 0
 
 
 def test_flops_tool(tmp_path, monkeypatch, capsys):
@@ -353,3 +354,17 @@ def test_finetune_recipes_move_only_what_they_train(recipe, moving, tiny_synth, 
     for name, param in runner.model.named_parameters():
         moved = not torch.equal(param, start[name])
         assert moved == (any(key in name for key in moving) and param.requires_grad), name
+
+
+def test_extraction_reads_the_moving_average_by_default():
+    cfg = small_cfg()
+    model = MODELS.build(cfg.model).eval()
+    row = model.backbone.task_index('cls')
+    for _, layer in model.backbone.moe_layers():
+        layer.router.usage[row] = torch.tensor([50, 50, 50, 50, 5, 5, 5, 5])  # since built
+        layer.router.usage_ema[row] = torch.tensor([9., 9., 0, 0, 0, 0, 0, 0])  # lately
+    kept = {rule: extract_task(model, cfg, 'cls', rule=rule)[2] for rule in ('ema', 'total')}
+    assert set(map(tuple, kept['ema'].values())) == {(0, 1)}
+    assert set(map(tuple, kept['total'].values())) == {(0, 1, 2, 3, 4, 5, 6, 7)}
+    with pytest.raises(ValueError, match="usage rule must be one of"):
+        extract_task(model, cfg, 'cls', rule='last')

@@ -23,12 +23,13 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from mmengine.logging import print_log
 from timm.layers import Attention
+from timm.models import checkpoint
 from torch import Tensor, nn
 
 from modzoo.models.layers.mixture_of_attention import MixtureOfAttentionHeads
 from modzoo.models.layers.moe_losses import sum_aux_losses
 from modzoo.models.layers.moe_mlp import MoEMlp
-from modzoo.models.layers.moe_router import resolve_tasks
+from modzoo.models.layers.moe_router import record_once, resolve_tasks
 from modzoo.registry import MODELS
 from modzoo.structures import Features
 from .vit import ARCHS, ViT
@@ -303,10 +304,14 @@ class MoEViT(ViT):
         return feats._replace(aux_losses=aux)
 
     def _run_block(self, i: int, x: Tensor) -> Tensor:
-        """Block i on the tokens x [B, N, D], after adding the task's embedding [D]."""
+        """Block i on the tokens x [B, N, D], after adding the task's embedding [D]. With
+        gradient checkpointing the block's routers record their statistics once, not again
+        when the backward pass recomputes the block."""
         if self.task_embedding is not None:
             x = x + self.task_embedding[self._task_row]
-        return super()._run_block(i, x)
+        if self.grad_checkpointing:
+            return checkpoint(record_once(self.blocks[i]), x)
+        return self.blocks[i](x)
 
     # ---------------------------------------------------------------- weights
     def init_weights(self, mode: str = '', needs_reset: bool = True) -> None:

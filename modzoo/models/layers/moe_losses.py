@@ -10,7 +10,7 @@ from typing import Dict, Iterable
 import torch
 from torch import Tensor, nn
 
-from .moe_router import Routing
+from .moe_router import Routing, recording
 
 
 def switch_balance_loss(probs: Tensor, topk_experts: Tensor) -> Tensor:
@@ -48,7 +48,7 @@ class MutualInformationLoss(nn.Module):
     where p_b(e) is the batch mean of p(e | x) (carrying the gradient) and P(.) are the
     detached running estimates. Summed over one batch of each task it equals
     H(T | E) = H(T) - MI(T; E), so minimising it drives each task to experts that it
-    alone uses. The estimate is updated in training only.
+    alone uses. The estimate is updated in training only (not while statistics are paused).
     """
 
     def __init__(self, num_tasks: int, num_experts: int, momentum: float = 0.99,
@@ -65,7 +65,7 @@ class MutualInformationLoss(nn.Module):
     def forward(self, probs: Tensor, task: int) -> Tensor:
         """Loss for router probabilities ``probs`` [S, E] of tokens of ``task``."""
         p_batch = probs.float().mean(dim=0)  # [E]
-        if self.training:
+        if self.training and recording():
             self._update(p_batch.detach(), task)
         joint = self.joint
         log_task_given_expert = (joint[task] + self.eps).log() - (joint.sum(0) + self.eps).log()

@@ -4,13 +4,45 @@ One bias-free linear router per task (or one shared by all tasks) maps each toke
 logits over E experts; the k most probable experts serve the token. The router runs in
 fp32 (fp64 for fp64 inputs), whatever the autocast or parameter dtype.
 """
-from typing import NamedTuple, Sequence, Union
+import contextlib
+import contextvars
+import itertools
+from typing import Callable, NamedTuple, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 TaskSpec = Union[int, str, None]
+_RECORDING = contextvars.ContextVar('moe_recording', default=True)
+
+
+def recording() -> bool:
+    """Whether MoE layers record statistics now (usage counts, running estimates)."""
+    return _RECORDING.get()
+
+
+@contextlib.contextmanager
+def statistics_paused():
+    """MoE layers run without recording statistics inside (e.g. a recomputed forward pass)."""
+    token = _RECORDING.set(False)
+    try:
+        yield
+    finally:
+        _RECORDING.reset(token)
+
+
+def record_once(function: Callable) -> Callable:
+    """``function`` recording MoE statistics on its first call only: activation
+    checkpointing calls it again in the backward pass to recompute what it computed."""
+    calls = itertools.count()
+
+    def run(*args, **kwargs):
+        if next(calls) == 0:
+            return function(*args, **kwargs)
+        with statistics_paused():
+            return function(*args, **kwargs)
+    return run
 
 
 class Routing(NamedTuple):
@@ -60,10 +92,15 @@ class TaskRouter(nn.Module):
             is and raises each gate by it; Mod-Squad adds 1e-4).
         init_std: std of the truncated-normal router init (0 gives the zero init of the
             Mod-Squad constructor; its timm ``_init_weights`` re-initialises to std 0.02).
+        usage_momentum: momentum of ``usage_ema`` (Mod-Squad's 0.95).
 
     Buffers:
         usage: [T, E] long, how many tokens each task sent to each expert (top-k choices,
             counted in training and evaluation; ``usage.zero_()`` resets it).
+        usage_ema: [T, E] float, Mod-Squad's usage statistic ``task_gate_freq``: after each
+            pass of task t, row t <- m * row t + (1 - m) * that pass's counts (m =
+            ``usage_momentum``), so it reflects the last ~1 / (1 - m) passes of the task.
+        Neither is updated while :func:`statistics_paused` (recomputation).
         allowed: None, or [T, E] bool after :meth:`restrict` (not saved: the model that
             restricts its routers does so when it is built).
     """
@@ -78,7 +115,8 @@ class TaskRouter(nn.Module):
                  noisy_gating: bool = False,
                  noise_eps: float = 1e-2,
                  init_std: float = 0.02,
-                 prob_floor: float = 0.0):
+                 prob_floor: float = 0.0,
+                 usage_momentum: float = 0.95):
         super().__init__()
         if not 1 <= top_k <= num_experts:
             raise ValueError(f'top_k must be between 1 and num_experts, got top_k={top_k} '
@@ -96,6 +134,8 @@ class TaskRouter(nn.Module):
                              if noisy_gating else None)
         self.register_buffer('usage', torch.zeros(len(self.task_names), num_experts,
                                                   dtype=torch.long))
+        self.usage_momentum = usage_momentum
+        self.register_buffer('usage_ema', torch.zeros(len(self.task_names), num_experts))
         self.register_buffer('allowed', None, persistent=False)
         self.init_std = init_std
         self.reset_parameters()
@@ -160,10 +200,19 @@ class TaskRouter(nn.Module):
             gates = gates + self.prob_floor
             if self.renormalize:
                 gates = gates / gates.sum(dim=-1, keepdim=True)
-        if not torch.compiler.is_exporting():  # an exported graph keeps no statistics
+        # an exported graph keeps no statistics, a recomputed pass records none again
+        if recording() and not torch.compiler.is_exporting():
             with torch.no_grad():
-                self.usage[t] += torch.bincount(experts.flatten(), minlength=self.num_experts)
+                counts = torch.bincount(experts.flatten(), minlength=self.num_experts)
+                self.usage[t] += counts
+                self.usage_ema[t] = torch.lerp(counts.to(self.usage_ema.dtype),
+                                               self.usage_ema[t], self.usage_momentum)
         return Routing(logits, probs, experts, gates, t)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints from before ``usage_ema`` existed load with it at zero."""
+        state_dict.setdefault(prefix + 'usage_ema', torch.zeros_like(self.usage_ema))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return (f'tasks={list(self.task_names)}, num_experts={self.num_experts}, '

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from modzoo.models.layers.moe_router import TaskRouter, resolve_tasks
+from modzoo.models.layers.moe_router import TaskRouter, resolve_tasks, statistics_paused
 
 
 def test_top_k_larger_than_num_experts_names_both():
@@ -105,3 +105,21 @@ def test_prob_floor_raises_the_gates_not_the_choice():
     assert torch.equal(got.topk_experts, want.topk_experts)
     assert torch.equal(got.probs, want.probs)
     torch.testing.assert_close(got.topk_gates, want.topk_gates + 1e-4)
+
+
+def test_usage_ema_is_modsquads_095_average_of_the_passes():
+    torch.manual_seed(0)
+    router = TaskRouter(8, 4, 2, tasks=2, init_std=1.0)
+    x1, x2 = torch.randn(5, 8), torch.randn(7, 8)
+    c1 = torch.bincount(router(x1, 1).topk_experts.flatten(), minlength=4).float()
+    c2 = torch.bincount(router(x2, 1).topk_experts.flatten(), minlength=4).float()
+    torch.testing.assert_close(router.usage_ema[1], 0.95 * (0.05 * c1) + 0.05 * c2)
+    assert router.usage_ema[0].sum() == 0 and router.usage[1].sum() == 2 * (5 + 7)
+    with statistics_paused():
+        router(x1, 1)
+    assert router.usage[1].sum() == 2 * (5 + 7)
+    # a checkpoint saved before usage_ema existed still loads
+    state = {k: v for k, v in router.state_dict().items() if k != 'usage_ema'}
+    fresh = TaskRouter(8, 4, 2, tasks=2)
+    fresh.load_state_dict(state)
+    assert fresh.usage_ema.sum() == 0 and torch.equal(fresh.usage, router.usage)
