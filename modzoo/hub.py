@@ -23,7 +23,7 @@ progress bar and is renamed into place only after its hash matches; on a mismatc
 is deleted and :class:`HashMismatchError` names the URL and both hashes. With
 ``HF_HUB_OFFLINE=1`` nothing is fetched: a file that is not cached raises
 :class:`WeightsNotFoundError` saying where to put it. Loading the file is
-``modzoo.engine.checkpoint.load_from_local``'s job (weights only).
+``modzoo.weights``' job (weights only).
 """
 import hashlib
 import logging
@@ -277,7 +277,7 @@ def _timm_weights(name: str, sha256: Optional[str], progress: bool) -> str:
 
 def _zoo_weights(name: str, sha256: Optional[str], progress: bool) -> str:
     """The weights of zoo model ``name``, checked against its metafile ``Sha256``."""
-    from modzoo.zoo import find_model
+    from modzoo.model_index import find_model
 
     info = find_model(name)
     if not info.weights:

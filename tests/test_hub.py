@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
-from modzoo.engine.checkpoint import UnsafeCheckpointError
+from modzoo.engine.checkpoint import UnsafeCheckpointError, use_safe_checkpoints
 from modzoo.hub import (DownloadError, HashMismatchError, WeightsNotFoundError, cache_path,
                         resolve)
 from modzoo.models.backbones.vit import ViT
@@ -217,6 +217,7 @@ class Sentinel:
 
 
 def test_weights_with_a_pickle_payload_are_refused(tmp_path, server):
+    use_safe_checkpoints()  # http:// through mmengine's loader: modzoo's once a tool opts in
     sentinel = tmp_path / 'SENTINEL'
     evil = tmp_path / 'evil.pth'
     torch.save(dict(state_dict=nn.Linear(2, 1).state_dict(), meta=Sentinel(sentinel)), evil)

@@ -11,7 +11,7 @@ import torch
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import modzoo
-from modzoo import zoo
+from modzoo import model_index, zoo
 from modzoo.engine.checkpoint import save_checkpoint_atomic
 from modzoo.hub import WeightsNotFoundError, resolve
 
@@ -62,7 +62,7 @@ def configs(tmp_path, monkeypatch):
     folder = tmp_path / 'repo' / 'configs' / 'tiny'
     folder.mkdir(parents=True)
     (folder / 'tiny.py').write_text(CONFIG)
-    monkeypatch.setattr(zoo, 'CONFIGS_DIR', str(tmp_path / 'repo' / 'configs'))
+    monkeypatch.setattr(model_index, 'CONFIGS_DIR', str(tmp_path / 'repo' / 'configs'))
     monkeypatch.setenv('MODZOO_HOME', str(tmp_path / 'home'))
 
     def write(text=None, **kwargs):

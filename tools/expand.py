@@ -15,11 +15,11 @@ import argparse
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import load_checkpoint
 
 from modzoo.analysis import count_params, expand_model, keep_task_data
 from modzoo.engine import check_tasks, save_checkpoint_atomic, write_atomic
 from modzoo.registry import MODELS
+from modzoo.weights import load_weights
 
 
 def parse_args():
@@ -44,7 +44,7 @@ def main():
                          '(e.g. type=MultiLabelClsHead)')
     cfg = Config.fromfile(args.config)
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    load_weights(model, args.checkpoint)
     new_cfg, state = expand_model(model, cfg, args.task, dict(args.head), args.new_experts)
     data_path = args.data or args.config
     keep_task_data(new_cfg, [args.task], Config.fromfile(data_path), data_path)

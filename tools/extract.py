@@ -18,12 +18,12 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config
-from mmengine.runner import load_checkpoint
 
 from modzoo.analysis import extract_task, model_summary
 from modzoo.analysis.extraction import USAGE_RULES
 from modzoo.engine import check_tasks, save_checkpoint_atomic, write_atomic
 from modzoo.registry import MODELS
+from modzoo.weights import load_weights
 
 
 def parse_args():
@@ -65,7 +65,7 @@ def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    load_weights(model, args.checkpoint)
     img_size = model.backbone.patch_embed.img_size
     usage = read_usage(args.usage) if args.usage else None
     before = summary_line('full', model, args.task, img_size)

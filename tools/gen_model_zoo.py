@@ -9,8 +9,8 @@ import os.path as osp
 import sys
 from typing import List
 
-from modzoo import zoo
-from modzoo.zoo import ModelInfo
+from modzoo import model_index
+from modzoo.model_index import ModelInfo
 
 HEADER = """# Model zoo
 
@@ -33,7 +33,7 @@ COLUMNS = ('name', 'tasks', 'init', 'experts / top-k', 'params total / active (M
 
 def page_path() -> str:
     """model_zoo.md at the repository root."""
-    return osp.join(osp.dirname(zoo.CONFIGS_DIR), 'model_zoo.md')
+    return osp.join(osp.dirname(model_index.CONFIGS_DIR), 'model_zoo.md')
 
 
 def render(models: List[ModelInfo]) -> str:
@@ -45,7 +45,7 @@ def render(models: List[ModelInfo]) -> str:
     for family, infos in sorted(families.items()):
         readme = osp.join('configs', family, 'README.md')
         title = f'## [{family}]({readme})' if osp.isfile(
-            osp.join(osp.dirname(zoo.CONFIGS_DIR), readme)) else f'## {family}'
+            osp.join(osp.dirname(model_index.CONFIGS_DIR), readme)) else f'## {family}'
         rows = ['| ' + ' | '.join(COLUMNS) + ' |', '|' + '---|' * len(COLUMNS)]
         rows += ['| ' + ' | '.join(_row(info)) + ' |' for info in infos]
         sections.append('\n'.join([title, '', *rows, *_commands(infos)]) + '\n')
@@ -83,7 +83,8 @@ def _init(value) -> str:
     """A weights source in code font (``timm:...``, ``hf://...``, URLs), other text as is."""
     if value is None:
         return '—'
-    return f'`{value}`' if str(value).startswith(zoo.FETCHABLE + ('modzoo://', )) else str(value)
+    linkable = str(value).startswith(model_index.FETCHABLE + ('modzoo://', ))
+    return f'`{value}`' if linkable else str(value)
 
 
 def _metrics(results: list) -> str:
@@ -129,7 +130,7 @@ def main(argv=None):
     parser.add_argument('--check', action='store_true',
                         help='only check that model_zoo.md is current (exit status 1 if not)')
     args = parser.parse_args(argv)
-    models = zoo.load_metafiles()
+    models = model_index.load_metafiles()
     page, path = render(models), page_path()
     if args.check:
         if not osp.isfile(path) or open(path).read() != page:

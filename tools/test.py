@@ -14,7 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from modzoo.analysis import keep_task_data
-from modzoo.engine import check_tasks, init_distributed, write_atomic
+from modzoo.engine import check_tasks, init_distributed, use_safe_checkpoints, write_atomic
 from modzoo.engine.visualization import show_dense_results
 from modzoo.evaluation import delta_m, load_metrics, metric_directions, primary_metric_keys
 
@@ -104,6 +104,7 @@ def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     check_tasks(cfg)
+    use_safe_checkpoints()
     init_distributed(cfg)
     if args.baselines:  # read before testing, so a bad file fails at once
         keys = args.delta_m_keys or primary_metric_keys(cfg.test_evaluator)

@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from modzoo.engine import check_tasks, init_distributed
+from modzoo.engine import check_tasks, init_distributed, use_safe_checkpoints
 
 
 def parse_args():
@@ -80,6 +80,7 @@ def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     check_tasks(cfg)
+    use_safe_checkpoints()
     init_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -22,7 +22,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from modzoo.analysis import keep_task_data
-from modzoo.engine import check_tasks, init_distributed, write_atomic
+from modzoo.engine import check_tasks, init_distributed, use_safe_checkpoints, write_atomic
 
 MERGED = 'single_task_metrics.json'
 
@@ -84,6 +84,7 @@ def main():
     all_tasks = list(cfg.model.heads)
     tasks = args.tasks or all_tasks
     configs = {task: single_task_config(cfg, task) for task in tasks}  # fail before training
+    use_safe_checkpoints()
     init_distributed(cfg)
     for task, task_cfg in configs.items():
         task_cfg.work_dir = osp.join(work_dir, task)

@@ -1,5 +1,6 @@
 from .checkpoint import (AtomicLocalBackend, SafeCheckpointHook, UnsafeCheckpointError,
-                         load_from_local, save_checkpoint_atomic, write_atomic)
+                         load_from_local, save_checkpoint_atomic, use_safe_checkpoints,
+                         write_atomic)
 from .distributed import CPUAwareDistributedDataParallel, ddp_wrapper_cfg, init_distributed
 from .freeze import FreezeOptimWrapperConstructor, freeze, parameter_counts
 from .hooks import RandomStateHook, SampledTaskHook
@@ -9,8 +10,8 @@ from .task_check import check_tasks
 
 __all__ = [
     'AtomicLocalBackend', 'SafeCheckpointHook', 'UnsafeCheckpointError', 'load_from_local',
-    'save_checkpoint_atomic', 'write_atomic', 'CPUAwareDistributedDataParallel',
-    'ddp_wrapper_cfg', 'init_distributed', 'RandomStateHook', 'check_tasks',
-    'FreezeOptimWrapperConstructor', 'freeze', 'parameter_counts',
+    'save_checkpoint_atomic', 'use_safe_checkpoints', 'write_atomic',
+    'CPUAwareDistributedDataParallel', 'ddp_wrapper_cfg', 'init_distributed', 'RandomStateHook',
+    'check_tasks', 'FreezeOptimWrapperConstructor', 'freeze', 'parameter_counts',
     'LayerDecayOptimWrapperConstructor', 'IncrementalLoop', 'SampledTaskHook', 'TBGNAdamW'
 ]

@@ -1,15 +1,17 @@
 """Checkpoints that load without running code from the file, and saves that are never half-written.
 
-Importing this module plugs modzoo into mmengine (0.10.7):
+Importing this module changes nothing in mmengine that other code relies on: it only adds the
+schemes mmengine does not know, ``hf://``, ``timm:`` and ``modzoo://`` (:func:`load_from_hub`),
+so ``init_cfg=dict(type='Pretrained', checkpoint='timm:...')`` works in any Runner. The rest is
+an explicit step, :func:`use_safe_checkpoints`, that modzoo's tools take before they build a
+Runner and that ``SafeCheckpointHook.before_run`` takes (before the Runner initialises weights,
+loads or resumes):
 
-* Loading. ``load_from_local`` is registered with mmengine's ``CheckpointLoader`` for local paths,
-  and ``load_from_hub`` for ``http(s)://``, ``hf://``, ``timm:`` and ``modzoo://`` names (fetched
-  and verified by :mod:`modzoo.hub`), so ``Runner.resume``, ``load_from``,
-  ``mmengine.runner.load_checkpoint`` and ``init_cfg=dict(type='Pretrained', ...)`` all go through
-  them. ``.safetensors`` files load with safetensors; everything else with
-  ``torch.load(weights_only=True)``, which rebuilds tensors and plain containers only. No extra
-  globals are allow-listed (see ``MMENGINE_MESSAGE_HUB_GLOBALS``). The ``torchvision://``,
-  ``open-mmlab://`` ... schemes are refused: mmengine fetches them with ``weights_only=False``.
+* Loading. Local paths and ``http(s)://`` load with :func:`modzoo.weights.load_from_local`
+  (safetensors, or ``torch.load(weights_only=True)``), so ``Runner.resume``, ``load_from``,
+  ``mmengine.runner.load_checkpoint`` and ``init_cfg`` all read weights only. The
+  ``torchvision://``, ``open-mmlab://`` ... schemes are refused: mmengine fetches them with
+  ``weights_only=False``.
 * Saving. mmengine writes checkpoints through its ``'local'`` file backend; ``AtomicLocalBackend``
   replaces it, so every local ``put``/``put_text`` goes through ``write_atomic``: a temp file in
   the same directory, fsynced and ``os.replace``d into place. ``SafeCheckpointHook`` (use it in
@@ -20,7 +22,6 @@ Importing this module plugs modzoo into mmengine (0.10.7):
 import io
 import os
 import os.path as osp
-import pickle
 import uuid
 
 import numpy as np
@@ -35,65 +36,13 @@ from mmengine.utils import apply_to
 
 from modzoo.hub import resolve
 from modzoo.registry import HOOKS
-
-# The globals that a checkpoint written by mmengine 0.10.7's own CheckpointHook pickles beyond
-# torch's weights-only set (measured: ``pickletools`` on a Runner checkpoint, numpy 2.4). All sit in
-# ``checkpoint['message_hub']``; modzoo allow-lists none of them. ``SafeCheckpointHook`` saves that
-# state as plain Python types instead; loading a file that still carries them fails with a hint.
-MMENGINE_MESSAGE_HUB_GLOBALS = {
-    # every log buffer in message_hub['log_scalars'] (train/loss, train/lr, ...)
-    'mmengine.logging.history_buffer.HistoryBuffer': 'log buffers (log_scalars)',
-    # HistoryBuffer.__getstate__ adds its class-level `statistics_methods`, the functions
-    # HistoryBuffer.min/max/mean/current, which pickle as getattr(HistoryBuffer, 'min')
-    'builtins.getattr': 'HistoryBuffer.statistics_methods',
-    # HistoryBuffer._log_history / _count_history are numpy arrays
-    'numpy._core.multiarray._reconstruct': 'numpy arrays in HistoryBuffer',
-    'numpy.ndarray': 'numpy arrays in HistoryBuffer',
-    'numpy.dtype': 'numpy arrays and scalars',
-    # runtime_info['eta'] (IterTimerHook: np.float64); val/<metric> and best_score when a metric
-    # returns numpy scalars
-    'numpy._core.multiarray.scalar': 'numpy scalars in runtime_info',
-    # the same two numpy functions as numpy < 2 spells them
-    'numpy.core.multiarray._reconstruct': 'numpy arrays in HistoryBuffer',
-    'numpy.core.multiarray.scalar': 'numpy scalars in runtime_info',
-}
+from modzoo.weights import (MMENGINE_MESSAGE_HUB_GLOBALS, UnsafeCheckpointError,  # noqa: F401
+                            load_from_local)
 
 # Schemes whose mmengine loaders call torch.hub's load_state_dict_from_url(weights_only=False).
-_UNSAFE_SCHEMES = ('torchvision://', 'modelzoo://', 'open-mmlab://', 'openmmlab://', 'mmcls://')
-
-
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint needs globals that ``torch.load(weights_only=True)`` refuses to rebuild."""
-
-
-def load_from_local(filename: str, map_location=None):
-    """Load a local checkpoint without running code from it.
-
-    Args:
-        filename: path to a ``.safetensors`` file or a ``torch.save`` file.
-        map_location: as for ``torch.load``; a ``.safetensors`` file needs a device (str or
-            ``torch.device``) or None (CPU).
-
-    Returns:
-        The saved object: for ``.safetensors`` a flat ``{name: tensor}`` dict.
-
-    Raises:
-        FileNotFoundError: ``filename`` is not a file.
-        UnsafeCheckpointError: the pickle needs globals beyond tensors and plain containers; the
-            message names the file and every refused global.
-        RuntimeError: the file is not a readable checkpoint (or needs a ``map_location``).
-    """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint file {filename!r} does not exist')
-    if filename.endswith('.safetensors'):
-        return _load_safetensors(filename, map_location)
-    try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise UnsafeCheckpointError(_refusal_message(filename, error)) from error
-    except (RuntimeError, EOFError) as error:
-        raise RuntimeError(f'cannot load checkpoint {filename!r}: {error}') from error
+UNSAFE_SCHEMES = ('torchvision://', 'modelzoo://', 'open-mmlab://', 'openmmlab://', 'mmcls://')
+# Schemes only modzoo reads: registered on import, where no one else has registered them.
+MODZOO_SCHEMES = ('hf://', 'timm:', 'modzoo://')
 
 
 def load_from_hub(source: str, map_location=None):
@@ -114,38 +63,6 @@ def load_from_unsafe_scheme(filename: str, map_location=None):
     raise ValueError(f'cannot load {filename!r}: mmengine fetches {filename.split("://")[0]}:// '
                      'checkpoints with weights_only=False, which runs code from the file. '
                      'Pass the https:// URL of the weights or a local file instead.')
-
-
-def _load_safetensors(filename: str, map_location):
-    device = 'cpu' if map_location is None else map_location
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f'map_location for the safetensors file {filename!r} must be a device '
-                        f'(str or torch.device) or None, got {map_location!r}')
-    try:
-        return safetensors.torch.load_file(filename, device=str(device))
-    except safetensors.SafetensorError as error:
-        raise RuntimeError(f'{filename!r} is not a readable safetensors file: {error}') from error
-
-
-def _refusal_message(filename: str, error: pickle.UnpicklingError) -> str:
-    try:
-        refused = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(filename))
-    except ValueError:  # not a zip checkpoint: only torch's own message names the global
-        refused = []
-    if not refused:  # torch's message: advice, then 'WeightsUnpickler error: <what failed>'
-        detail = str(error).split('WeightsUnpickler error:')[-1].strip().splitlines()[0]
-        return f'refused to load {filename!r}: torch.load(weights_only=True) failed: {detail}'
-    named = [f'{name} ({MMENGINE_MESSAGE_HUB_GLOBALS[name]})'
-             if name in MMENGINE_MESSAGE_HUB_GLOBALS else name for name in refused]
-    message = (f'refused to load {filename!r}: it pickles {", ".join(named)}, which '
-               'torch.load(weights_only=True) does not rebuild (doing so could run code from the '
-               'file). modzoo loads tensors, plain Python containers and .safetensors files only.')
-    if set(refused) <= set(MMENGINE_MESSAGE_HUB_GLOBALS):
-        message += (' These come from the message hub that mmengine\'s CheckpointHook saves; '
-                    'modzoo\'s SafeCheckpointHook saves it as plain types. If the file is yours, '
-                    're-save its weights once in a trusted session: load it with '
-                    'weights_only=False and torch.save only its "state_dict".')
-    return message
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -204,12 +121,18 @@ class SafeCheckpointHook(CheckpointHook):
 
     Differences from mmengine 0.10.7:
 
+    * ``before_run`` calls :func:`use_safe_checkpoints`, so the run reads checkpoints
+      weights-only and writes files atomically.
     * the message hub is saved as plain Python types: each ``HistoryBuffer`` as
       ``dict(log_history=[...], count_history=[...], max_length=int)`` and numpy scalars/arrays in
       ``runtime_info`` as Python numbers/lists; ``after_load_checkpoint`` rebuilds the buffers.
     * ``last_checkpoint`` is written atomically, and with ``max_keep_ckpts`` the oldest checkpoint
       is deleted after the new one and the pointer are on disk, not before.
     """
+
+    def before_run(self, runner) -> None:
+        use_safe_checkpoints()  # before the Runner initialises weights, loads or resumes
+        super().before_run(runner)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         hub = checkpoint['message_hub']
@@ -263,9 +186,25 @@ class SafeCheckpointHook(CheckpointHook):
                 self.file_backend.rmtree(expired_path)
 
 
-CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
-CheckpointLoader.register_scheme(prefixes=('http://', 'https://', 'hf://', 'timm:',
-                                           'modzoo://'), loader=load_from_hub, force=True)
-CheckpointLoader.register_scheme(prefixes=_UNSAFE_SCHEMES, loader=load_from_unsafe_scheme,
-                                 force=True)
-register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+def use_safe_checkpoints() -> None:
+    """Make every checkpoint mmengine reads in this process weights-only, and every local file
+    it writes atomic (see the module docstring). Idempotent; modzoo's tools call it, and
+    ``SafeCheckpointHook`` does before each run."""
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://') + MODZOO_SCHEMES,
+                                     loader=load_from_hub, force=True)
+    CheckpointLoader.register_scheme(prefixes=UNSAFE_SCHEMES, loader=load_from_unsafe_scheme,
+                                     force=True)
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+
+
+def _register_modzoo_schemes() -> None:
+    """Add ``hf://``, ``timm:`` and ``modzoo://`` to mmengine's loaders, overriding no one."""
+    for prefix in MODZOO_SCHEMES:
+        try:
+            CheckpointLoader.register_scheme(prefixes=prefix, loader=load_from_hub)
+        except KeyError:  # registered by someone else: theirs stays
+            pass
+
+
+_register_modzoo_schemes()

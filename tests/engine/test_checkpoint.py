@@ -17,7 +17,14 @@ from torch.utils.data import Dataset
 
 from modzoo.engine.checkpoint import (MMENGINE_MESSAGE_HUB_GLOBALS, AtomicLocalBackend,
                                       UnsafeCheckpointError, load_from_local,
-                                      save_checkpoint_atomic, write_atomic)
+                                      save_checkpoint_atomic, use_safe_checkpoints,
+                                      write_atomic)
+
+
+@pytest.fixture(autouse=True)
+def safe_checkpoints():
+    """These tests check mmengine's entry points once modzoo's tools have opted in."""
+    use_safe_checkpoints()
 
 
 class ToyModel(BaseModel):

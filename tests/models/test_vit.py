@@ -8,6 +8,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from modzoo.models.backbones.vit import ViT
 from modzoo.registry import MODELS
+from modzoo.weights import CheckpointMismatchError
 
 ARCH = dict(embed_dim=32, depth=3, num_heads=2)
 
@@ -137,11 +138,11 @@ def test_pretrained_errors(tmp_path):
     del state_dict['blocks.1.attn.qkv.weight']
     path = str(tmp_path / 'partial.pth')
     torch.save(state_dict, path)
-    with pytest.raises(KeyError, match='blocks.1.attn.qkv.weight'):
+    with pytest.raises(CheckpointMismatchError, match='missing.*\n  blocks.1: attn.qkv.weight'):
         ViT(ARCH, img_size=32, patch_size=8, pretrained=path).init_weights()
     with pytest.raises(RuntimeError, match='partial.pth'):
         ViT(dict(ARCH, embed_dim=64), img_size=32, patch_size=8, pretrained=path).init_weights()
-    with pytest.raises(KeyError, match="prefix 'backbone.'"):
+    with pytest.raises(CheckpointMismatchError, match="prefix 'backbone.'"):
         ViT(ARCH, img_size=32, patch_size=8,
             init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.')).init_weights()
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from modzoo import zoo
+from modzoo import model_index as zoo
 
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location('gen_model_zoo',

@@ -27,6 +27,7 @@ import modzoo.heads.pathway_head  # noqa: F401 (registers PathwayHead)
 import modzoo.models.backbones.prompted_vit  # noqa: F401 (registers MultiLaneViT)
 import modzoo.models.multilane  # noqa: F401 (registers MultiLane)
 from modzoo.registry import MODELS
+from modzoo.weights import load_from_local
 
 PROMPT_KEY = re.compile(r'blocks\.(\d+)\.attn\.prompts')
 CONFIG_KEYS = ('num_tasks', 't', 'num_selectors', 'num_prompts', 'num_prompt_layers',
@@ -37,7 +38,7 @@ WEIGHT_KEYS = ('cls_token', 'pos_embed', 'patch_embed.proj.weight', 'blocks.0.ml
 
 def load_official(path):
     """Read IN and check that it has what the conversion needs."""
-    data = torch.load(path, map_location='cpu', weights_only=True)
+    data = load_from_local(path, map_location='cpu')
     missing = [k for k in ('state_dict', 'config', 'class_mask') if k not in data]
     if missing:
         raise KeyError(f'{path}: missing {missing}; expected an official MULTI-LANE dump with '

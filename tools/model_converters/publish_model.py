@@ -23,21 +23,19 @@ import torch
 import yaml
 from mmengine.config import Config
 
-from modzoo.engine.checkpoint import load_from_local, write_atomic
+from modzoo.engine.checkpoint import write_atomic
 from modzoo.hub import file_sha256
 from modzoo.registry import MODELS
-from modzoo.zoo import load_weights
+from modzoo.weights import load_from_local, load_weights, unwrap
 
 META_KEYS = ('cfg', 'dataset_meta', 'mmengine_version')
 
 
 def strip(checkpoint: dict) -> dict:
     """``{'state_dict', 'meta'}`` of a training checkpoint (or of a bare state dict)."""
-    if not isinstance(checkpoint.get('state_dict'), dict):
-        return dict(state_dict=checkpoint, meta={})
-    meta = {key: value for key, value in (checkpoint.get('meta') or {}).items()
-            if key in META_KEYS}
-    return dict(state_dict=checkpoint['state_dict'], meta=meta)
+    meta = checkpoint.get('meta') if isinstance(checkpoint.get('meta'), dict) else {}
+    return dict(state_dict=unwrap(checkpoint),
+                meta={key: value for key, value in meta.items() if key in META_KEYS})
 
 
 def write_named(data: bytes, out_dir: str, stem: str, ext: str) -> str:

@@ -29,19 +29,12 @@ import torch
 from mmengine.logging import print_log
 from timm.layers import resample_abs_pos_embed, resample_patch_embed
 
-from modzoo.engine.checkpoint import load_from_local, save_checkpoint_atomic
-from modzoo.hub import file_sha256, resolve
+from modzoo.engine.checkpoint import save_checkpoint_atomic
+from modzoo.hub import file_sha256
+from modzoo.weights import load_state_dict, unwrap
 
 BEIT_KEYS = re.compile(r'(\.q_bias|\.v_bias|\.gamma_[12]|relative_position_bias_table)$')
 REL_POS_KEYS = re.compile(r'relative_position_(bias_table|index)$')
-
-
-def unwrap(checkpoint: dict) -> dict:
-    """The state dict inside a checkpoint ('model' / 'state_dict' / 'module' wrappers)."""
-    for key in ('model', 'state_dict', 'module'):
-        if isinstance(checkpoint.get(key), dict):
-            return checkpoint[key]
-    return checkpoint
 
 
 def is_beit(state_dict: dict) -> bool:
@@ -124,7 +117,7 @@ def main(argv=None):
     if args.img_size % args.patch_size:
         sys.exit(f'error: --img-size {args.img_size} is not a multiple of --patch-size '
                  f'{args.patch_size}')
-    source = unwrap(load_from_local(resolve(args.src), map_location='cpu'))
+    source = load_state_dict(args.src)
     layout = 'BEiT' if is_beit(source) else 'ViT'
     state_dict = convert(source, args.img_size, args.patch_size, args.drop_rel_pos_bias)
     save_checkpoint_atomic({args.prefix + key: value.contiguous()

@@ -11,13 +11,13 @@ import torch
 from einops import rearrange
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from torch import nn
-from timm.models import checkpoint, load_state_dict
+from timm.models import checkpoint
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+from torch import nn
 
-from modzoo.hub import resolve
 from modzoo.registry import MODELS
 from modzoo.structures import Features
+from modzoo.weights import load_weights
 
 # embed_dim / depth / num_heads of timm's vit_{tiny,small,base,large}_patch16_*.
 ARCHS = {
@@ -69,7 +69,8 @@ class ViT(VisionTransformer, BaseModule):
         drop_path_rate: stochastic depth rate of the last block (linear decay rule).
         qkv_bias: bias in the qkv projections.
         with_cls_token: prepend a class token (``Features.cls_token`` is None without it).
-        pretrained: path of a timm ViT state dict (.pth/.safetensors); shorthand for
+        pretrained: a timm ViT checkpoint (a path, URL, ``hf://``, ``timm:`` or zoo name;
+            .pth/.safetensors); shorthand for
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg: None or dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.']).
             The checkpoint is loaded by ``init_weights()`` (the Runner calls it).
@@ -129,33 +130,24 @@ class ViT(VisionTransformer, BaseModule):
         self._is_init = True
 
     def load_timm_checkpoint(self, path: str, prefix: Optional[str] = None) -> None:
-        """Load a timm ViT state dict (optionally under 'model'/'state_dict', EMA weights
-        preferred as timm does, or behind a key ``prefix``) through timm's
-        ``checkpoint_filter_fn``: the position embedding is resampled to ``img_size`` and the
-        patch embedding to ``patch_size``. Classifier keys (``head.*``) are dropped; other
-        unexpected keys are logged; missing keys raise."""
-        path = resolve(path)  # a local file; URLs, hf://, timm: and zoo names are fetched
-        state_dict = load_state_dict(path, weights_only=True)
-        if prefix:
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
-                          if k.startswith(prefix)}
-            if not state_dict:
-                raise KeyError(f"ViT pretrained checkpoint '{path}' has no key starting with "
-                               f"prefix '{prefix}'.")
-        state_dict = checkpoint_filter_fn(state_dict, self)
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith('head.')}
-        try:
-            missing, unexpected = self.load_state_dict(state_dict, strict=False)
-        except RuntimeError as err:
-            raise RuntimeError(f"ViT pretrained checkpoint '{path}' does not fit: {err}") from err
-        if [k for k in missing if not k.startswith('fc_norm.')]:
-            raise KeyError(f"ViT pretrained checkpoint '{path}' lacks backbone keys {missing}.")
-        if missing:  # a class-token checkpoint for global_pool='avg': fc_norm starts fresh
-            print_log(f"ViT pretrained checkpoint '{path}' has no {missing}: they keep their "
-                      'initial values', logger='current', level=logging.WARNING)
-        if unexpected:
-            print_log(f"ViT pretrained checkpoint '{path}': unused keys {unexpected}",
-                      logger='current', level=logging.WARNING)
+        """Load a timm ViT checkpoint (any source of :func:`modzoo.weights.load_weights`;
+        optionally the keys behind ``prefix``) through timm's ``checkpoint_filter_fn``: the
+        position embedding is resampled to ``img_size`` and the patch embedding to
+        ``patch_size``. Classifier keys (``head.*``) are dropped; other unexpected keys are
+        logged; missing or wrongly shaped keys raise ``CheckpointMismatchError``, except
+        ``fc_norm`` (a class-token checkpoint for ``global_pool='avg'``), which keeps its
+        initial values."""
+        def convert(state_dict: dict) -> dict:
+            state_dict = {k: v for k, v in checkpoint_filter_fn(state_dict, self).items()
+                          if not k.startswith('head.')}
+            own = self.state_dict()
+            fresh = [k for k in own if k.startswith('fc_norm.') and k not in state_dict]
+            if fresh:
+                print_log(f"ViT pretrained checkpoint '{path}' has no {fresh}: they keep their "
+                          'initial values', logger='current', level=logging.WARNING)
+            return {**state_dict, **{k: own[k] for k in fresh}}
+
+        load_weights(self, path, prefix=prefix, convert=convert, allow_unexpected=True)
         print_log(f"ViT loaded pretrained weights from '{path}'", logger='current')
 
     def forward(self, x: torch.Tensor, task: Optional[str] = None) -> Features:
