@@ -147,7 +147,8 @@ def load_weights(model: torch.nn.Module, source: str, strict: bool = True,
         allow_unexpected: with ``strict``, keys the model does not have are logged, not raised.
 
     Returns:
-        The :class:`WeightsReport` (empty when everything fit).
+        The :class:`WeightsReport` (empty when everything fit). When it raises, the keys that
+        fit may have been loaded already.
     """
     state = load_state_dict(source, sha256)
     where = f'checkpoint {source}'
@@ -162,21 +163,35 @@ def load_weights(model: torch.nn.Module, source: str, strict: bool = True,
         except (RuntimeError, ValueError, KeyError) as error:
             raise CheckpointMismatchError(f'{where} does not fit {type(model).__name__}: '
                                           f'{error}') from error
-    own = model.state_dict()
-    report = WeightsReport(
-        missing=[key for key in own if key not in state],
-        unexpected=[key for key in state if key not in own],
-        mismatched=[f'{key} {tuple(state[key].shape)} vs model {tuple(own[key].shape)}'
-                    for key in own if key in state and state[key].shape != own[key].shape])
+    report = _load_and_report(model, state)
     if report:
         message = f'{where} does not fit {type(model).__name__}:\n{report}'
         fatal = report.missing or report.mismatched or not allow_unexpected
         if strict and fatal:
             raise CheckpointMismatchError(message + '\nPass strict=False to load what fits.')
         print_log(message, logger='current', level=logging.WARNING)
-    model.load_state_dict({key: value for key, value in state.items()
-                           if key in own and value.shape == own[key].shape}, strict=False)
     return report
+
+
+def _load_and_report(model: torch.nn.Module, state: dict) -> WeightsReport:
+    """``model.load_state_dict(state, strict=False)``, so the modules' own load hooks run (a
+    bias table filled from a shared bias, a resampled table); keys whose shapes still differ
+    are left out and reported, everything else is loaded."""
+    own = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    mismatched = []
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # torch loads everything else, then names each mismatch
+        mismatched = [key for key in state if f'size mismatch for {key}:' in str(error)]
+        if not mismatched:
+            raise
+        result = model.load_state_dict({key: value for key, value in state.items()
+                                        if key not in mismatched}, strict=False)
+    return WeightsReport(
+        missing=[key for key in result.missing_keys if key not in mismatched],
+        unexpected=list(result.unexpected_keys),
+        mismatched=[f'{key} {tuple(state[key].shape)} vs model {own.get(key)}'
+                    for key in mismatched])
 
 
 def group_by_module(keys: List[str], shown: int = 6) -> str:

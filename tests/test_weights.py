@@ -78,3 +78,17 @@ def test_report_groups_keys_by_module_and_strict_decides(tmp_path):
 def test_sources_resolve_by_the_hub_rules(tmp_path):
     with pytest.raises(FileNotFoundError, match='nowhere.pth'):
         load_state_dict(str(tmp_path / 'nowhere.pth'))
+
+
+def test_load_hooks_of_the_modules_run(tmp_path):
+    """A BiasSetBEiT fills its bias tables [n_sets, C] from a plain BEiT's biases [C] in a load
+    hook: load_weights lets that hook run instead of calling the shapes a mismatch."""
+    from modzoo.models.backbones.beit import BiasSetBEiT
+    arch = dict(embed_dim=16, depth=1, num_heads=2)
+    plain = BiasSetBEiT(arch, img_size=16, patch_size=8, out_indices=(0, ))
+    save_checkpoint_atomic(plain.state_dict(), str(tmp_path / 'beit.pth'))
+    sets = BiasSetBEiT(arch, img_size=16, patch_size=8, out_indices=(0, ), n_bias_sets=3,
+                       pretrained=str(tmp_path / 'beit.pth'))
+    sets.init_weights()
+    bias = sets.blocks[0].mlp.fc1.bias
+    assert bias.shape == (3, 64) and torch.equal(bias[2], plain.blocks[0].mlp.fc1.bias)

@@ -25,6 +25,7 @@ import torch
 
 from modzoo.engine.checkpoint import save_checkpoint_atomic
 from modzoo.registry import MODELS
+from modzoo.weights import load_from_local
 
 EPISODE_KEYS = ('X_S', 'Y_S', 'X_Q', 't_idx', 'g_idx', 'Y_Q_pred')
 IMG = 'image_encoder.backbone.'
@@ -48,7 +49,7 @@ DROPPED = re.compile(r'.*(relative_position_index|\.pre_ln_k\..*)$')
 
 def load_official(path):
     """Read IN; strip the Lightning ``model.`` prefix; keep only the model's weights."""
-    data = torch.load(path, map_location='cpu', weights_only=True)
+    data = load_from_local(path, map_location='cpu')
     if not isinstance(data, dict) or 'state_dict' not in data:
         raise KeyError(f"{path}: no 'state_dict'; expected an official Chameleon checkpoint "
                        "(a dict with 'state_dict' and optionally 'config')")

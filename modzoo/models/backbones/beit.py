@@ -8,21 +8,18 @@ other through a 3-D relative position window (k, h, w), and only the first image
 out. Parameter names are timm's ``Beit`` names, so timm BEiT / BEiT-v2 weights load (a 1-D
 bias fills every bias set; relative position tables are resampled to the model's grid).
 """
-import logging
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from timm.layers import DropPath, resize_rel_pos_bias_table, trunc_normal_
-from timm.models import load_state_dict
 from torch import nn
 
-from modzoo.hub import resolve
 from modzoo.registry import MODELS
 from modzoo.structures import Features
+from modzoo.weights import load_weights
 from ..layers.bias_sets import BiasSetLayerNorm, BiasSetLinear, _load_shared_into_sets
 
 # embed_dim / depth / num_heads of timm's beitv2_{base,large}_patch16_224.
@@ -243,19 +240,8 @@ class BiasSetBEiT(BaseModule):
     def init_weights(self):
         if self.pretrained is None:
             return
-        path = resolve(self.pretrained)
-        state_dict = load_state_dict(path, weights_only=True)
-        state_dict = {k: v for k, v in state_dict.items()
-                      if not k.startswith(('head.', 'fc_norm.', 'norm.'))}
-        try:
-            missing, unexpected = self.load_state_dict(state_dict, strict=False)
-        except RuntimeError as err:
-            raise RuntimeError(f"BiasSetBEiT pretrained '{path}' does not fit: {err}") from err
-        if missing:
-            raise KeyError(f"BiasSetBEiT pretrained '{path}' lacks keys {missing}")
-        if unexpected:
-            print_log(f"BiasSetBEiT pretrained '{path}': unused keys {unexpected}",
-                      logger='current', level=logging.WARNING)
+        load_weights(self, self.pretrained, allow_unexpected=True, convert=lambda state: {
+            k: v for k, v in state.items() if not k.startswith(('head.', 'fc_norm.', 'norm.'))})
         self._is_init = True
 
     def forward(self, x: torch.Tensor, task: Optional[torch.Tensor] = None) -> Features:
