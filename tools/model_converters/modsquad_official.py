@@ -33,6 +33,7 @@ import modzoo.heads  # noqa: F401 (registers the heads)
 import modzoo.models  # noqa: F401 (registers MultiTaskModel and MoEViT)
 from modzoo.engine import save_checkpoint_atomic
 from modzoo.registry import MODELS
+from modzoo.weights import load_from_local
 
 # The official task list (main_mt.py, 'rgb' is the input and has no head).
 TASKONOMY = ['class_object', 'class_scene', 'depth_euclidean', 'depth_zbuffer',
@@ -75,7 +76,7 @@ EXPERT_KEYS = {'attn.q_proj.experts.w': 'attn.q_weight',
 
 def load_official(path, preset=None, tasks=None):
     """(official state dict, full constructor config) of IN."""
-    data = torch.load(path, map_location='cpu', weights_only=True)
+    data = load_from_local(path, map_location='cpu')
     state = data.get('state_dict', data.get('model')) if isinstance(data, dict) else None
     if not isinstance(state, dict) or 'task_embedding' not in state:
         raise KeyError(f"{path}: expected an official Mod-Squad state dict (with "
