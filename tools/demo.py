@@ -10,9 +10,11 @@ import os.path as osp
 import time
 
 from mmengine.config import Config, DictAction
+from mmengine.device import get_device
 from mmengine.runner import Runner
 
 from modzoo.engine import check_tasks
+from modzoo.engine.optimizers import amp_optim_wrapper
 from modzoo.models.prior_baseline import PriorBaseline
 
 
@@ -21,6 +23,8 @@ def parse_args():
     parser.add_argument('config')
     parser.add_argument('--work-dir', help='default: ./work_dirs/demo_<config name>')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--amp', action='store_true',
+                        help='train in mixed precision, as tools/train.py --amp')
     return parser.parse_args()
 
 
@@ -37,6 +41,11 @@ def main():
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if args.amp:
+        try:
+            cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper, get_device())
+        except ValueError as error:
+            raise SystemExit(f'{args.config}: {error}') from None
     cfg.work_dir = args.work_dir or osp.join(
         'work_dirs', 'demo_' + osp.splitext(osp.basename(args.config))[0])
     check_tasks(cfg)
@@ -57,7 +66,7 @@ def main():
         prior = baseline_metrics.get(key, float('nan'))
         print(f'{key:<28}{model_metrics[key]:>10.3f}{prior:>16.3f}')
     with open(osp.join(cfg.work_dir, 'demo_metrics.json'), 'w') as f:
-        json.dump(dict(train_seconds=train_seconds, model=model_metrics,
+        json.dump(dict(train_seconds=train_seconds, amp=args.amp, model=model_metrics,
                        prior_baseline=baseline_metrics), f, indent=2, default=float)
 
 

@@ -7,11 +7,12 @@ import argparse
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config, DictAction
+from mmengine.device import get_device
 from mmengine.runner import Runner
 
 from modzoo.engine import check_tasks, init_distributed, use_safe_checkpoints
+from modzoo.engine.optimizers import amp_optim_wrapper
 
 
 def parse_args():
@@ -21,7 +22,9 @@ def parse_args():
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or from the latest one in '
                              'the work dir when no path is given')
-    parser.add_argument('--amp', action='store_true', help='mixed precision training')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision training: bf16 autocast on a CPU or GPU that has '
+                             'bf16, fp16 with dynamic loss scaling on an older GPU')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate checkpoints during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -48,12 +51,6 @@ def merge_args(cfg, args):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if args.amp:
-        if not torch.cuda.is_available():
-            raise SystemExit('--amp needs a CUDA device: mmengine\'s AmpOptimWrapper (fp16 with '
-                             'a loss scaler) does not train on the CPU')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.resume == 'auto':
@@ -73,6 +70,11 @@ def merge_args(cfg, args):
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.amp:
+        try:
+            cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper, get_device())
+        except ValueError as error:
+            raise SystemExit(f'{args.config}: {error}') from None
     return cfg
 
 

@@ -45,7 +45,7 @@ class ClsHead(BaseModule):
 
     def loss(self, feats: Features, data_samples: List[TaskDataSample]) -> dict:
         """``loss``: cross-entropy; ``acc``: top-1 accuracy on the batch in percent (logged)."""
-        logits = self(feats)
+        logits = self(feats).float()  # the loss in fp32 under autocast
         target = stack_gt(data_samples, self.gt_key, type(self).__name__).to(logits.device)
         loss = F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
         acc = (logits.detach().argmax(1) == target).float().mean() * 100
@@ -54,7 +54,7 @@ class ClsHead(BaseModule):
     def predict(self, feats: Features,
                 data_samples: List[TaskDataSample]) -> List[TaskDataSample]:
         """Writes ``pred_score`` (softmax [C]) and ``pred_label`` ([]) into every sample."""
-        scores = self(feats).softmax(1)
+        scores = self(feats).float().softmax(1)
         for sample, score in zip(data_samples, scores):
             sample.pred_score = score
             sample.pred_label = score.argmax()

@@ -120,14 +120,14 @@ class DenseHead(BaseModule):
     def loss(self, feats: Features, data_samples: List[TaskDataSample]) -> dict:
         """``loss``: the task loss of the logits at the padded batch size."""
         size = batch_canvas(data_samples)
-        logits = self(feats, size)
+        logits = self(feats, size).float()  # the loss in fp32 under autocast
         gt = stack_gt(data_samples, self.gt_key, type(self).__name__, size)
         return dict(loss=self.loss_by_feat(logits, gt.to(logits.device)))
 
     def predict(self, feats: Features,
                 data_samples: List[TaskDataSample]) -> List[TaskDataSample]:
         """Writes ``pred_key`` [..., H, W] (at each sample's ``pad_shape``) into every sample."""
-        preds = self.postprocess(self(feats, batch_canvas(data_samples)))
+        preds = self.postprocess(self(feats, batch_canvas(data_samples)).float())
         for sample, pred in zip(data_samples, preds):
             h, w = sample_canvas(sample)
             setattr(sample, self.pred_key, pred[..., :h, :w])

@@ -33,7 +33,7 @@ class MultiLabelClsHead(ClsHead):
 
     def loss(self, feats: Features, data_samples: List[TaskDataSample]) -> dict:
         """``loss``: BCE-with-logits (or ASL) averaged over the B * C entries."""
-        logits = self(feats)
+        logits = self(feats).float()  # the loss in fp32 under autocast
         target = stack_gt(data_samples, self.gt_key, type(self).__name__).to(logits)
         if self.asymmetric is None:
             return dict(loss=F.binary_cross_entropy_with_logits(logits, target))
@@ -42,6 +42,6 @@ class MultiLabelClsHead(ClsHead):
     def predict(self, feats: Features,
                 data_samples: List[TaskDataSample]) -> List[TaskDataSample]:
         """Writes ``pred_scores`` (sigmoid [C]) into every sample."""
-        for sample, scores in zip(data_samples, self(feats).sigmoid()):
+        for sample, scores in zip(data_samples, self(feats).float().sigmoid()):
             sample.pred_scores = scores
         return data_samples

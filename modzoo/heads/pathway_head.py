@@ -111,7 +111,7 @@ class PathwayHead(nn.Module):
     def seen_logits(self, feats, tasks):
         """Logits [B, C] with the classes outside ``tasks`` at 0 (multi-label, the official
         ``mask_logits``) or -inf (single-label)."""
-        logits = self(feats, tasks)
+        logits = self(feats, tasks).float()  # losses and scores in fp32 under autocast
         unseen = self.seen_classes(tasks) == 0
         return logits.masked_fill(unseen, 0. if self.multi_label else float('-inf'))
 

@@ -86,7 +86,8 @@ def test_demo_prints_every_metric_beside_the_prior(tmp_path, tiny_synth):
     proc = run_tool('tools/demo.py', cfg, '--work-dir', str(work_dir))
     with open(work_dir / 'demo_metrics.json') as f:
         report = json.load(f)
-    assert set(report) == {'train_seconds', 'model', 'prior_baseline'}
+    assert set(report) == {'train_seconds', 'amp', 'model', 'prior_baseline'}
+    assert report['amp'] is False
     assert {'cls/top1', 'semseg/mIoU', 'depth/rmse', 'multilabel/mAP'} <= set(report['model'])
     rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()
             if line.split() and line.split()[0] in report['model']}

@@ -18,7 +18,7 @@ def summarize(queries, tokens):
     """
     tokens = tokens.detach()
     weights = torch.einsum('tsd,bnd->tbsn', queries, tokens) * queries.shape[-1] ** -0.5
-    weights = weights.softmax(dim=-1)
+    weights = weights.float().softmax(dim=-1)  # fp32 under autocast
     return torch.einsum('tbsn,bnd->tbsd', weights, tokens), weights
 
 

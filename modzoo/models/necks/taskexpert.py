@@ -90,7 +90,7 @@ class TaskGate(nn.Module):
         self.task, self.layer = task, layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x).softmax(dim=1)
+        return self.fc(x).float().softmax(dim=1)  # fp32 under autocast
 
 
 class MemorialMoE(nn.Module):

@@ -1,0 +1,124 @@
+"""Every model family trains under bf16 autocast on the CPU (``tools/train.py --amp``)."""
+import os.path as osp
+from collections import defaultdict
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
+from mmengine.structures import BaseDataElement
+
+from modzoo.datasets.class_incremental import split_classes
+from modzoo.engine.optimizers import BF16OptimWrapper, amp_optim_wrapper, bf16_support
+from modzoo.registry import DATASETS, MODELS
+
+from tool_runner import QUICKSTART, REPO, run_tool, tiny_config
+
+pytestmark = pytest.mark.skipif(bool(bf16_support('cpu')), reason='CPU without bf16')
+CONFIGS = osp.join(REPO, 'configs')
+ROUNDS = 6  # steps per task, on the same batch
+
+
+def bf16_wrapper(cfg, model):
+    with DefaultScope.overwrite_default_scope('modzoo'):
+        wrapper = build_optim_wrapper(model, amp_optim_wrapper(cfg.optim_wrapper, 'cpu'))
+    assert isinstance(wrapper, BF16OptimWrapper)
+    return wrapper
+
+
+def task_batches(cfg, data_root, per_task=2):
+    """{task: a batch of ``per_task`` training samples of that task} from the config's data."""
+    for split in ('train', 'val', 'test'):
+        cfg[f'{split}_dataloader'].dataset.data_root = data_root
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    by_task = defaultdict(list)
+    for i in range(len(dataset)):
+        item = dataset[i]
+        tasks = item['data_samples'].tasks
+        if len(by_task[tasks]) < per_task:
+            by_task[tasks].append(item)
+        if len(by_task) == len(cfg.model.heads) and \
+                all(len(v) == per_task for v in by_task.values()):
+            break
+    return {tasks: pseudo_collate(items) for tasks, items in by_task.items()}
+
+
+def train_rounds(model, wrapper, batches):
+    """Each batch trained ``ROUNDS`` times, the tasks in turn; {loss name: [value per round]}."""
+    losses = defaultdict(list)
+    model.train()
+    for _ in range(ROUNDS):
+        for batch in batches.values():
+            for name, value in model.train_step(batch, wrapper).items():
+                if name.startswith('loss_') and not name.startswith('loss_moe'):
+                    losses[name].append(value.item())
+    return losses
+
+
+def assert_finite_and_down(losses, names):
+    assert set(names) <= set(losses), f'missing losses: {set(names) - set(losses)}'
+    for name in names:
+        values = losses[name]
+        assert all(map(torch.isfinite, torch.tensor(values))), f'{name}: {values}'
+        assert values[-1] < values[0], f'{name} did not go down under bf16: {values}'
+
+
+@pytest.mark.parametrize('name', ['quickstart/vit-tiny_synth_mtl.py',
+                                  'moe_vit/moe-vit-tiny_synth_hetero.py',
+                                  'taskexpert/taskexpert_vit-tiny-p8_synth-nyud.py'])
+def test_multi_task_families_train_under_bf16(name, tiny_synth):
+    torch.manual_seed(0)
+    cfg = Config.fromfile(osp.join(CONFIGS, name))
+    model = MODELS.build(cfg.model)
+    losses = train_rounds(model, bf16_wrapper(cfg, model), task_batches(cfg, tiny_synth))
+    assert_finite_and_down(losses, [f'loss_{task}' for task in cfg.model.heads])
+
+
+def test_multilane_trains_under_bf16():
+    torch.manual_seed(0)
+    cfg = Config.fromfile(osp.join(CONFIGS, 'multilane', 'multilane-tiny_synth-voc-b3c2.py'))
+    cfg.model.pretrained = None
+    model = MODELS.build(cfg.model)
+    samples = []
+    for label in split_classes(cfg.synth_voc_classes, base=3, increment=2)[0][:2]:
+        sample = BaseDataElement(metainfo=dict(tasks=('multilabel', )))
+        sample.gt_labels = torch.eye(11)[label]
+        samples.append(sample)
+    images = [torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8) for _ in samples]
+    batch = dict(inputs=images, data_samples=samples)
+    losses = train_rounds(model, bf16_wrapper(cfg, model), {'multilabel': batch})
+    assert_finite_and_down(losses, ['loss_cls'])
+
+
+def test_quickstart_bf16_forward_agrees_with_fp32(tiny_synth):
+    torch.manual_seed(0)
+    cfg = Config.fromfile(QUICKSTART)
+    model = MODELS.build(cfg.model).eval()
+    batches = task_batches(cfg, tiny_synth, per_task=4)
+    for (task, ), batch in batches.items():
+        data = model.data_preprocessor(batch, False)
+        head = model.heads[task]
+
+        def features_and_head_output():
+            feats = model(**data, mode='tensor')[task]
+            out = head(feats) if task in ('cls', 'multilabel') else head(feats, (32, 32))
+            return [*feats.maps, out]
+        with torch.no_grad():
+            fp32 = features_and_head_output()
+            with torch.autocast('cpu', torch.bfloat16):
+                bf16 = features_and_head_output()
+        assert bf16[-1].dtype == torch.bfloat16  # the head ran in bf16
+        for a, b in zip(fp32, bf16):
+            # bf16 keeps 8 bits of mantissa: 2^-8 relative per rounding, a few roundings deep
+            error = (b.float() - a).abs().max() / a.abs().max()
+            assert error <= 0.03, f'{task}: bf16 differs from fp32 by {error:.3f} of the max'
+
+
+def test_train_tool_amp_on_cpu(tiny_synth, tmp_path):
+    cfg = tiny_config(tmp_path, tiny_synth, max_iters=2)
+    proc = run_tool('tools/train.py', cfg, '--amp', '--no-validate', '--work-dir',
+                    str(tmp_path / 'work'))
+    assert "type='BF16OptimWrapper'" in proc.stdout + proc.stderr
+    assert osp.exists(tmp_path / 'work' / 'iter_2.pth')
