@@ -8,6 +8,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
+from mmengine.runner import set_random_seed
 from mmengine.structures import BaseDataElement
 
 from modzoo.datasets.class_incremental import split_classes
@@ -62,14 +63,14 @@ def assert_finite_and_down(losses, names):
     for name in names:
         values = losses[name]
         assert all(map(torch.isfinite, torch.tensor(values))), f'{name}: {values}'
-        assert values[-1] < values[0], f'{name} did not go down under bf16: {values}'
+        assert sum(values[-2:]) / 2 < values[0], f'{name} did not go down under bf16: {values}'
 
 
 @pytest.mark.parametrize('name', ['quickstart/vit-tiny_synth_mtl.py',
                                   'moe_vit/moe-vit-tiny_synth_hetero.py',
                                   'taskexpert/taskexpert_vit-tiny-p8_synth-nyud.py'])
 def test_multi_task_families_train_under_bf16(name, tiny_synth):
-    torch.manual_seed(0)
+    set_random_seed(0)  # the model and the random transforms of the batches
     cfg = Config.fromfile(osp.join(CONFIGS, name))
     model = MODELS.build(cfg.model)
     losses = train_rounds(model, bf16_wrapper(cfg, model), task_batches(cfg, tiny_synth))
@@ -77,7 +78,7 @@ def test_multi_task_families_train_under_bf16(name, tiny_synth):
 
 
 def test_multilane_trains_under_bf16():
-    torch.manual_seed(0)
+    set_random_seed(0)  # the model and the random transforms of the batches
     cfg = Config.fromfile(osp.join(CONFIGS, 'multilane', 'multilane-tiny_synth-voc-b3c2.py'))
     cfg.model.pretrained = None
     model = MODELS.build(cfg.model)
@@ -93,7 +94,7 @@ def test_multilane_trains_under_bf16():
 
 
 def test_quickstart_bf16_forward_agrees_with_fp32(tiny_synth):
-    torch.manual_seed(0)
+    set_random_seed(0)  # the model and the random transforms of the batches
     cfg = Config.fromfile(QUICKSTART)
     model = MODELS.build(cfg.model).eval()
     batches = task_batches(cfg, tiny_synth, per_task=4)
