@@ -24,6 +24,7 @@ setup(
         'matplotlib>=3.7',
         'tqdm>=4.65',
         'scipy>=1.10',
+        'scikit-image>=0.21',  # boundary odsF: BSDS thinning
     ],
     extras_require={
         # Uni-Perceiver v2: BPE tokenizer training, caption metrics; RoBERTa text encoder

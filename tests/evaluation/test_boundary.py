@@ -1,9 +1,11 @@
 import math
 
+import numpy as np
 import pytest
 import torch
+from skimage.morphology import thin
 
-from modzoo.evaluation.metrics.boundary import BoundaryMetric
+from modzoo.evaluation.metrics.boundary import BoundaryMetric, match_edges
 
 
 def _line_pair(size=20, shift=1):
@@ -70,3 +72,40 @@ def test_bad_arguments_and_labels(sample, evaluate):
     with pytest.raises(ValueError, match='must hold 0, 1 or 255'):
         evaluate(BoundaryMetric(task='edge'),
                  [sample(['edge'], gt_edge=[[2, 0]], pred_edge=[[0.1, 0.2]])])
+
+
+def test_thick_band_scores_as_its_thinned_line(sample, evaluate):
+    # a 5-pixel band around a one-pixel gt line (2 px longer at each end, which thinning
+    # takes back): thinned to the gt line, it matches it one to one
+    gt = torch.zeros(40, 40, dtype=torch.long)
+    gt[5:35, 20] = 1
+    band = torch.zeros(40, 40)
+    band[3:37, 18:23] = 0.9
+    metric = BoundaryMetric(task='edge', max_dist=2.5 / math.hypot(40, 40))
+    thick = evaluate(metric, [sample(['edge'], gt_edge=gt, pred_edge=band)])['edge/odsF']
+    thinned = torch.from_numpy(thin(band.numpy() >= 0.5)).float() * 0.9
+    assert thinned.sum() < band.sum() / 4   # thinning left about one line
+    line = evaluate(metric, [sample(['edge'], gt_edge=gt, pred_edge=thinned)])['edge/odsF']
+    assert thick == pytest.approx(line) == pytest.approx(100)
+
+
+def test_parallel_duplicates_are_not_double_credited(sample, evaluate):
+    # gt at column 10, predicted edges at columns 9 and 11 (both 1 px away, not touching, so
+    # thinning keeps both): each gt pixel credits one of them: P = 1/2, R = 1, F = 2/3
+    gt = torch.zeros(20, 20, dtype=torch.long)
+    gt[:, 10] = 1
+    pred = torch.zeros(20, 20)
+    pred[:, 9] = pred[:, 11] = 0.9
+    metric = BoundaryMetric(task='edge', max_dist=1.5 / math.hypot(20, 20))
+    r = evaluate(metric, [sample(['edge'], gt_edge=gt, pred_edge=pred)])
+    assert r['edge/odsF'] == pytest.approx(100 * 2 / 3)
+
+
+def test_one_to_one_matching_by_hand():
+    # gt pixels a=(0,0), b=(0,2); predictions p=(0,1) (near both) and q=(0,3) (near b only):
+    # a greedy p-b pairing would leave a alone; the maximum matching pairs p-a and q-b
+    pred, gt = np.array([[0, 1], [0, 3]]), np.array([[0, 0], [0, 2]])
+    assert match_edges(pred, gt, radius=1.0) == 2
+    assert match_edges(pred[:1], gt, radius=1.0) == 1      # one prediction, one credit
+    assert match_edges(pred, gt, radius=0.5) == 0
+    assert match_edges(pred, gt[:0], radius=1.0) == 0
