@@ -113,10 +113,21 @@ def _read_label_map(path):
     return label_map
 
 
-def _persons_with_parts(path):
-    """The PASCAL-Part objects of an ``anno`` file that are persons with annotated parts."""
+def _persons(path):
+    """The PASCAL-Part objects of an ``anno`` file that are persons."""
     return [obj for obj in np.atleast_1d(_load_mat(path, 'anno').objects)
-            if int(obj.class_ind) == PERSON_CLASS_IND and np.atleast_1d(obj.parts).size]
+            if int(obj.class_ind) == PERSON_CLASS_IND]
+
+
+def _persons_with_parts(path):
+    """The persons of an ``anno`` file with annotated parts."""
+    return [obj for obj in _persons(path) if np.atleast_1d(obj.parts).size]
+
+
+def _has_person(path):
+    """Whether an ``anno`` file holds a person of non-zero mask area (InvPT's
+    ``has_human_parts``, part annotations or not)."""
+    return any(np.asarray(obj.mask).sum() > 0 for obj in _persons(path))
 
 
 def read_human_parts(path, img_shape):
@@ -193,8 +204,10 @@ class PascalContextDataset(TaskDataset):
             'normal', 'edge' (becoming ``gt_<label>``).
         normal_classes (tuple[int] | None): LabelMap values where normals are kept;
             default the NYU-class list InvPT uses; None keeps all pixels.
-        person_only (bool): keep only images with a person with part annotations (InvPT
-            does this when human parts is the only task); needs 'parts' in ``labels``.
+        person_only (bool): keep only the images with a person object of non-zero mask area,
+            with or without part annotations (InvPT does this when human parts is the only
+            task; a person without parts gives an all-255 parts label); needs 'parts' in
+            ``labels``.
         **kwargs: see ``TaskDataset``; ``metainfo`` holds ``classes`` (21) and
             ``part_classes`` (7).
     """
@@ -239,7 +252,7 @@ class PascalContextDataset(TaskDataset):
                 ann_paths=ann_paths))
         if self.person_only:
             data_list = [info for info in data_list
-                         if _persons_with_parts(info['ann_paths']['gt_parts'])]
+                         if _has_person(info['ann_paths']['gt_parts'])]
         return data_list
 
     def _semseg_path(self, image_id):

@@ -155,6 +155,36 @@ def test_pascal_context_labels(synth):
     assert all((s['gt_parts'] != 255).all() for s in _samples(people))
 
 
+def _person_anno(path, mask_area):
+    """Overwrite a PASCAL-Part ``anno`` file with one person object without part annotations
+    whose mask covers ``mask_area`` pixels."""
+    shape = scipy.io.loadmat(path.replace('human_parts', 'pascal-context/trainval'))[
+        'LabelMap'].shape
+    mask = np.zeros(shape, np.uint8)
+    mask.flat[:mask_area] = 1
+    objects = np.zeros((1, 1), [('class', 'O'), ('class_ind', 'O'), ('mask', 'O'),
+                                ('parts', 'O')])
+    objects[0, 0] = ('person', 15, mask, np.zeros((1, 0), [('part_name', 'O'), ('mask', 'O')]))
+    scipy.io.savemat(path, {'anno': {'imname': 'x', 'objects': objects}})
+
+
+def test_pascal_person_only_keeps_part_less_persons_as_invpt(synth, tmp_path):
+    root = shutil.copytree(f'{synth}/pascal_context', tmp_path / 'pascal_context')
+    every = PascalContextDataset(str(root), 'train', labels=('parts', ), pipeline=LOAD)
+    samples = list(_samples(every))
+    no_person = [s['ann_paths']['gt_parts'] for s in samples if (s['gt_parts'] == 255).all()]
+    with_parts = len(samples) - len(no_person)
+    assert len(no_person) >= 2 and with_parts > 0
+    _person_anno(no_person[0], mask_area=10)  # a person without part annotations: kept
+    _person_anno(no_person[1], mask_area=0)   # a person of zero area: left out
+    people = PascalContextDataset(str(root), 'train', labels=('parts', ), person_only=True,
+                                  pipeline=LOAD)
+    kept = {s['ann_paths']['gt_parts']: s['gt_parts'] for s in _samples(people)}
+    assert len(kept) == with_parts + 1
+    assert (kept[no_person[0]] == 255).all()  # its parts label is all ignore
+    assert no_person[1] not in kept
+
+
 def test_pascal_normals_kept_only_on_normal_classes(synth):
     ground = SEMANTIC_CLASSES.index('ground')
     every = PascalContextDataset(f'{synth}/pascal_context', 'val', labels=('normal', ),
