@@ -79,5 +79,5 @@ param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=ep
 train_cfg = dict(type='IncrementalLoop', class_split=class_split,
                  epochs_per_task=epochs_per_task, logits_module='head.fc')
 val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+test_cfg = dict(type='IncrementalTestLoop')  # after task t: the classes of tasks 0..t
 default_hooks = dict(checkpoint=dict(by_epoch=True, interval=1, max_keep_ckpts=2))

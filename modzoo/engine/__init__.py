@@ -4,7 +4,7 @@ from .checkpoint import (AtomicLocalBackend, SafeCheckpointHook, UnsafeCheckpoin
 from .distributed import CPUAwareDistributedDataParallel, ddp_wrapper_cfg, init_distributed
 from .freeze import FreezeOptimWrapperConstructor, freeze, parameter_counts
 from .hooks import RandomStateHook, SampledTaskHook
-from .loops import IncrementalLoop
+from .loops import IncrementalLoop, IncrementalTestLoop
 from .optimizers import LayerDecayOptimWrapperConstructor, TBGNAdamW
 from .task_check import check_tasks
 
@@ -13,5 +13,6 @@ __all__ = [
     'save_checkpoint_atomic', 'use_safe_checkpoints', 'write_atomic',
     'CPUAwareDistributedDataParallel', 'ddp_wrapper_cfg', 'init_distributed', 'RandomStateHook',
     'check_tasks', 'FreezeOptimWrapperConstructor', 'freeze', 'parameter_counts',
-    'LayerDecayOptimWrapperConstructor', 'IncrementalLoop', 'SampledTaskHook', 'TBGNAdamW'
+    'LayerDecayOptimWrapperConstructor', 'IncrementalLoop', 'IncrementalTestLoop',
+    'SampledTaskHook', 'TBGNAdamW'
 ]

@@ -377,3 +377,22 @@ def test_incremental_summary_average_last_forgetting():
     assert summary['forgetting/cls/top1'] == pytest.approx((20 + 30) / 2)
     assert 'forgetting/cls/top1' not in incremental_summary(history[:1])
     assert incremental_summary([]) == {}
+
+
+def test_testing_a_checkpoint_of_task_t_scores_the_classes_seen_up_to_t(reference, voc_root,
+                                                                        tmp_path):
+    _, _, work_dir = reference
+    with open(osp.join(work_dir, 'incremental_results.json')) as f:
+        after_task_2 = json.load(f)['tasks'][1]['metrics']
+    cfg = multilane_cfg(voc_root, tmp_path)
+    cfg.merge_from_dict(dict(test_dataloader=loader(voc_root, 'val', shuffle=False),
+                             test_evaluator=cfg.val_evaluator,
+                             test_cfg=dict(type='IncrementalTestLoop'),
+                             load_from=str(work_dir / 'epoch_4.pth')))  # after task 2 of 3
+    metrics = Runner.from_cfg(cfg).test()
+    assert metrics == pytest.approx(after_task_2)
+    # the plain test loop scores the unseen classes too
+    cfg.test_cfg = dict(type='TestLoop')
+    cfg.experiment_name += '_plain'
+    plain = Runner.from_cfg(cfg).test()
+    assert plain['multilabel/mAP'] != pytest.approx(after_task_2['multilabel/mAP'])

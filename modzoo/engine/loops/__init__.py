@@ -1,3 +1,3 @@
-from .incremental_loop import IncrementalLoop
+from .incremental_loop import IncrementalLoop, IncrementalTestLoop
 
-__all__ = ['IncrementalLoop']
+__all__ = ['IncrementalLoop', 'IncrementalTestLoop']

@@ -20,7 +20,9 @@ For each task t (``class_split`` in alphabetical class order, see
 Checkpoints: a checkpoint hook with ``by_epoch=True`` saves after every epoch, so during and
 between tasks; the split and the per-task results travel in the message hub, and
 ``--resume`` continues in the task (and after the epoch) the run stopped in. A task's
-evaluation runs before its last epoch's checkpoint is written.
+evaluation runs before its last epoch's checkpoint is written. :class:`IncrementalTestLoop`
+(``test_cfg``) tests a checkpoint as step 3 evaluates it: on the classes seen up to the task
+the model had reached.
 """
 import copy
 import json
@@ -31,6 +33,7 @@ from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner.base_loop import BaseLoop
+from mmengine.runner.loops import TestLoop
 
 from modzoo.datasets.class_incremental import (ClassSubset, dataset_classes, split_classes,
                                                split_name)
@@ -285,3 +288,45 @@ class IncrementalLoop(BaseLoop):
                              f'{mask_to_lists(head_mask)} but split {self.split} of the '
                              f'classes {list(self.classes)} gives {self.class_mask}; build the '
                              'head with split_classes(classes, **class_split)')
+
+
+@LOOPS.register_module()
+class IncrementalTestLoop(TestLoop):
+    """Tests a checkpoint of :class:`IncrementalLoop` on the classes seen up to the task t
+    the model had reached (``model.task_id``, MULTI-LANE's open pathway), as the training
+    loop evaluates after task t: the test images holding a class of tasks 0..t, the other
+    classes' logits masked, the metrics told the split (``set_tasks``). A model without
+    ``task_id`` is tested on every task's classes. The split, ``logits_module`` and
+    ``multi_label`` come from the config's ``train_cfg`` (an ``IncrementalLoop``).
+    """
+
+    def run(self) -> dict:
+        train_cfg = self.runner.cfg.get('train_cfg') or {}
+        if train_cfg.get('type') != 'IncrementalLoop':
+            raise ValueError('IncrementalTestLoop: the config\'s train_cfg must be an '
+                             f'IncrementalLoop (it gives the class split), got {train_cfg!r}')
+        model = self.runner.model.module if is_model_wrapper(self.runner.model) \
+            else self.runner.model
+        full = self.dataloader
+        classes = dataset_classes(full.dataset)
+        class_mask = split_classes(classes, **train_cfg['class_split'])
+        task = int(getattr(model, 'task_id', len(class_mask) - 1))
+        seen = [c for classes in class_mask[:task + 1] for c in classes]
+        for metric in self.evaluator.metrics:
+            if hasattr(metric, 'set_tasks'):
+                metric.set_tasks(class_mask, task)
+        active = torch.zeros(len(classes), dtype=torch.bool)
+        active[seen] = True
+        fill = 0. if train_cfg.get('multi_label', True) else float('-inf')
+        hook = model.get_submodule(train_cfg['logits_module']).register_forward_hook(
+            lambda module, args, output: output.masked_fill(~active.to(output.device), fill))
+        self.dataloader = self.runner.build_dataloader(dict(
+            self.runner.cfg.test_dataloader,
+            dataset=ClassSubset(full.dataset, seen, f'test of tasks 0..{task}')))
+        print_log(f'IncrementalTestLoop: the model is at task {task + 1}/{len(class_mask)}: '
+                  f'testing on the classes of tasks 1..{task + 1}', logger='current')
+        try:
+            return super().run()
+        finally:
+            hook.remove()
+            self.dataloader = full
