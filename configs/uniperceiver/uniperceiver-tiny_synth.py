@@ -18,15 +18,17 @@ model = dict(
                   patch_size=8, out_indices=(-1, )),
     # global tokens: M'=2 attention pools + the 8x8 last map
     global_tokens=dict(type='GlobalImageTokens', in_channels=192, num_pools=2, num_heads=8),
-    # class-agnostic Mask R-CNN; its top-20 detections per image become region tokens
+    # class-agnostic Mask R-CNN on a 3-level pyramid (strides 4, 8, 16); its top-10 detections
+    # per image become region tokens
     proposal_head=dict(
-        type='MaskRCNNHead', num_classes=1, class_agnostic=True, in_channels=192, channels=64,
-        anchor_sizes=((8, ), (16, ), (32, ), (64, ), (128, )), rpn_convs=1, box_convs=0,
-        box_fc=256, mask_convs=2,
-        rpn_cfg=dict(pre_nms_top_n=dict(training=300, testing=300),
-                     post_nms_top_n=dict(training=100, testing=100), batch_size_per_image=64),
-        roi_cfg=dict(batch_size_per_image=64, score_thresh=0.01, detections_per_img=20)),
-    region_tokens=dict(type='RegionTokens', in_channels=256),
+        type='MaskRCNNHead', num_classes=1, class_agnostic=True, in_channels=192, channels=32,
+        neck=dict(type='SimpleFeaturePyramid', scale_factors=(2.0, 1.0, 0.5), top_pool=False),
+        anchor_sizes=((8, 16), (24, 32), (48, 64)), rpn_convs=1, box_convs=0, box_fc=128,
+        mask_convs=1,
+        rpn_cfg=dict(pre_nms_top_n=dict(training=100, testing=100),
+                     post_nms_top_n=dict(training=50, testing=50), batch_size_per_image=64),
+        roi_cfg=dict(batch_size_per_image=64, score_thresh=0.01, detections_per_img=10)),
+    region_tokens=dict(type='RegionTokens', in_channels=128),
     tokenizer=dict(type='BPETokenizer', vocab_file=f'{data_root}/coco/annotations/bpe_400.json',
                    captions=f'{data_root}/coco/annotations/captions_train2017.json',
                    vocab_size=400, max_length=32, synth_root=data_root),
@@ -73,14 +75,24 @@ val_dataloader = dict(dataset=dict(sources=dict(
         type='CocoDataset', data_root='coco', with_mask=False, split='val',
         caption_file='annotations/captions_val2017.json', pipeline={{_base_.image_val}})))))
 test_dataloader = val_dataloader
+train_dataloader.update(batch_size=16)
 
 val_evaluator = [
     dict(type='Accuracy', task='cls', topk=(1, 5)),
+    dict(type='CocoMetric', task='det', classwise=False),
     dict(type='CaptionMetric', task='caption'),
     dict(type='RetrievalMetric', task='retrieval'),
 ]
 test_evaluator = val_evaluator
 
+max_iters = 400
+warmup_iters = 40
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters, end=max_iters,
+         eta_min=1e-5),
+]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 # TBGN: the sampled task's gradient at unit norm; Adam moments' new-gradient weight / s_k
 # (s_k read from the TaskBalancedSampler by SampledTaskHook); no clipping of the raw gradient
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='TBGNAdamW', lr=1e-3,

@@ -9,6 +9,7 @@ import torch
 from mmengine.dist import barrier, get_rank
 
 from modzoo.datasets.synth.ensure import ensure_synth_data
+from modzoo.hub import resolve
 from modzoo.registry import TASK_UTILS
 
 
@@ -55,9 +56,11 @@ class BPETokenizer:
     """Texts -> padded token ids ``<s> tokens </s> <pad>...`` and back.
 
     Reads ``vocab_file`` (a ``tokenizers`` json: one this class trained, or RoBERTa's
-    ``tokenizer.json``). When the file does not exist and ``captions`` are given, a byte-level
-    BPE of ``vocab_size`` is trained on them and written to ``vocab_file`` (atomically), so
-    every later run reads the same vocabulary. The special tokens default to RoBERTa's names.
+    ``tokenizer.json``; a remote file by modzoo's hub rules, e.g.
+    ``hf://FacebookAI/roberta-base/tokenizer.json``). When the file does not exist and
+    ``captions`` are given, a byte-level BPE of ``vocab_size`` is trained on them and written
+    to ``vocab_file`` (atomically), so every later run reads the same vocabulary. The special
+    tokens default to RoBERTa's names.
 
     Args:
         vocab_file: path of the tokenizer json.
@@ -76,6 +79,8 @@ class BPETokenizer:
                  eos: str = '</s>', pad: str = '<pad>', unk: str = '<unk>',
                  synth_root: Optional[str] = None):
         tk = _tokenizers()
+        if '://' in vocab_file:      # hf://FacebookAI/roberta-base/tokenizer.json, an URL
+            vocab_file = resolve(vocab_file)
         if not osp.isfile(vocab_file):
             if captions is None:
                 raise FileNotFoundError(

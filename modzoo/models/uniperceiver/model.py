@@ -151,3 +151,29 @@ class UniPerceiver(MultiTaskModel):
                                    'target')
             return out[:, 0], aux
         return self.cached(('vocabulary', family), compute)
+
+    def parameter_counts(self) -> dict:
+        """Parameters per part and in all: ``{'parts': {part: (total, active)}, 'total',
+        'active'}``. Active counts k of the E experts of every MoE FFN (what one token uses,
+        the paper's way of counting Uni-Perceiver-MoE); the rest counts whole."""
+        parts = dict(backbone=[self.backbone], global_tokens=[self.global_tokens],
+                     proposals=[self.proposal_head, self.region_tokens],
+                     text=[self.text_encoder, self.text_proj],
+                     decoder=[self.decoder, self.out_proj], heads=[self.heads])
+        counts = {}
+        for name, modules in parts.items():
+            total = active = 0
+            for module in filter(None, modules):
+                for sub in module.modules():
+                    own = sum(p.numel() for p in sub.parameters(recurse=False))
+                    experts = getattr(sub, 'num_experts', None) if hasattr(sub, 'fc1_weight') \
+                        else None
+                    total += own
+                    if experts:
+                        expert_params = sum(getattr(sub, n).numel() for n in (
+                            'fc1_weight', 'fc1_bias', 'fc2_weight', 'fc2_bias'))
+                        own -= expert_params * (1 - sub.top_k / experts)
+                    active += own
+            counts[name] = (total, int(active))
+        return dict(parts=counts, total=sum(t for t, _ in counts.values()),
+                    active=sum(a for _, a in counts.values()))
