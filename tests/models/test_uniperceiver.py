@@ -155,6 +155,6 @@ def test_train_tool_runs_tbgn_and_the_metrics(synth, tmp_path):
     scalars = [json.loads(line) for line in
                next(work.glob('*/vis_data/scalars.json')).read_text().splitlines()]
     final = scalars[-1]
-    for key in ('cls/top1', 'det/bbox_mAP', 'det/segm_mAP', 'caption/BLEU-4', 'caption/CIDEr', 'retrieval/i2t_R@1',
-                'retrieval/t2i_R@10'):
+    for key in ('cls/top1', 'det/bbox_mAP', 'det/segm_mAP', 'caption/BLEU-4', 'caption/CIDEr',
+                'retrieval/i2t_R@1', 'retrieval/t2i_R@10'):
         assert key in final, sorted(final)
