@@ -71,8 +71,11 @@ def tiny_roberta(folder):
     model = transformers.RobertaModel(config, add_pooling_layer=False).eval()
     os.makedirs(folder, exist_ok=True)
     config.to_json_file(os.path.join(folder, 'config.json'))
-    save_file({f'roberta.{k}': v.contiguous() for k, v in model.state_dict().items()},
-              os.path.join(folder, 'model.safetensors'))
+    state = {f'roberta.{k}': v.contiguous() for k, v in model.state_dict().items()}
+    # as in FacebookAI/roberta-base: an MLM head, a pooler and the position_ids buffer too
+    state.update({'lm_head.bias': torch.zeros(60), 'roberta.pooler.dense.bias': torch.zeros(32),
+                  'roberta.embeddings.position_ids': torch.arange(40)[None]})
+    save_file(state, os.path.join(folder, 'model.safetensors'))
     return model
 
 

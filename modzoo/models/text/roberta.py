@@ -8,6 +8,7 @@ from torch import Tensor
 
 from modzoo.hub import resolve
 from modzoo.registry import MODELS
+from modzoo.weights import load_weights
 from .transformer_text_encoder import causal_mask
 
 
@@ -18,6 +19,17 @@ def _transformers():
         raise ImportError('RobertaTextEncoder needs `transformers`: pip install transformers '
                           "(or pip install 'modzoo[roberta]')") from error
     return transformers
+
+
+def _roberta_keys(state: dict) -> dict:
+    """Hugging Face RoBERTa checkpoint keys -> ``RobertaModel``'s: ``roberta.`` dropped; the
+    language-model head, the pooler and old checkpoints' ``position_ids`` buffer left out."""
+    out = {}
+    for key, value in state.items():
+        key = key[len('roberta.'):] if key.startswith('roberta.') else key
+        if not key.startswith(('lm_head.', 'pooler.')) and not key.endswith('position_ids'):
+            out[key] = value
+    return out
 
 
 def roberta_file(model: str, filename: str) -> str:
@@ -43,8 +55,9 @@ class RobertaTextEncoder(BaseModule):
     Args:
         model: Hugging Face repo id (``FacebookAI/roberta-base``) or a local folder with
             ``config.json`` and ``model.safetensors``.
-        pretrained: load the weights (safetensors, weights only); False builds the
-            architecture from ``config.json`` with random weights.
+        pretrained: load the weights (``model.safetensors`` through
+            :func:`modzoo.weights.load_weights`: weights only, keys that do not fit raise);
+            False builds the architecture from ``config.json`` with random weights.
         vocab_size: unused, accepted so the model can fill it in for any text encoder.
     """
 
@@ -61,15 +74,8 @@ class RobertaTextEncoder(BaseModule):
             raise ValueError(f'RobertaTextEncoder: the tokenizer has {vocab_size} tokens but '
                              f'{model} has {config.vocab_size}; use its tokenizer.json')
         if pretrained:
-            from safetensors.torch import load_file
-            state = load_file(roberta_file(model, 'model.safetensors'))
-            state = {k[len('roberta.'):] if k.startswith('roberta.') else k: v
-                     for k, v in state.items() if not k.startswith(('lm_head.', 'pooler.'))}
-            missing, unexpected = self.roberta.load_state_dict(state, strict=False)
-            missing = [k for k in missing if not k.endswith('position_ids')]
-            if missing or unexpected:
-                raise KeyError(f'RobertaTextEncoder: the weights of {model} do not fit: missing '
-                               f'{missing}, unexpected {unexpected}')
+            load_weights(self.roberta, roberta_file(model, 'model.safetensors'),
+                         convert=_roberta_keys)
 
     def encode(self, token_ids: Tensor, mask: Tensor, causal: bool = False) -> Tensor:
         """``token_ids`` long [B, L], ``mask`` bool [B, L] -> [B, L, hidden]."""
