@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.device import get_device
 from mmengine.runner import Runner
 
-from modzoo.engine import check_tasks, init_distributed, use_safe_checkpoints
+from modzoo.engine import check_tasks, fsdp_wrapper_cfg, init_distributed, use_safe_checkpoints
 from modzoo.engine.optimizers import amp_optim_wrapper
 
 
@@ -38,6 +38,10 @@ def parse_args():
                              'or key="[a,b]" for lists')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--strategy', choices=['ddp', 'fsdp'],
+                        help="distributed strategy with --launcher: 'ddp' (the default) or "
+                             "'fsdp' (parameters, gradients and optimizer state sharded with "
+                             'FSDP2); a model_wrapper_cfg in the config wins')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -68,6 +72,12 @@ def merge_args(cfg, args):
         if args.no_persistent_workers:
             loader.persistent_workers = False
     cfg.launcher = args.launcher
+    if args.strategy == 'fsdp':
+        if args.launcher == 'none':
+            raise SystemExit('--strategy fsdp shards the model over processes: start with '
+                             'torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch')
+        if cfg.get('model_wrapper_cfg') is None:
+            cfg.model_wrapper_cfg = fsdp_wrapper_cfg()
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     if args.amp:

@@ -2,6 +2,7 @@ from .checkpoint import (AtomicLocalBackend, SafeCheckpointHook, UnsafeCheckpoin
                          load_from_local, save_checkpoint_atomic, use_safe_checkpoints,
                          write_atomic)
 from .distributed import CPUAwareDistributedDataParallel, ddp_wrapper_cfg, init_distributed
+from .fsdp import FullyShardedModel, fsdp_wrapper_cfg
 from .freeze import FreezeOptimWrapperConstructor, freeze, parameter_counts
 from .hooks import RandomStateHook, SampledTaskHook
 from .loops import IncrementalLoop, IncrementalTestLoop
@@ -12,6 +13,7 @@ __all__ = [
     'AtomicLocalBackend', 'SafeCheckpointHook', 'UnsafeCheckpointError', 'load_from_local',
     'save_checkpoint_atomic', 'use_safe_checkpoints', 'write_atomic',
     'CPUAwareDistributedDataParallel', 'ddp_wrapper_cfg', 'init_distributed', 'RandomStateHook',
+    'FullyShardedModel', 'fsdp_wrapper_cfg',
     'check_tasks', 'FreezeOptimWrapperConstructor', 'freeze', 'parameter_counts',
     'LayerDecayOptimWrapperConstructor', 'IncrementalLoop', 'IncrementalTestLoop',
     'SampledTaskHook', 'TBGNAdamW'

@@ -128,6 +128,8 @@ class SafeCheckpointHook(CheckpointHook):
       ``runtime_info`` as Python numbers/lists; ``after_load_checkpoint`` rebuilds the buffers.
     * ``last_checkpoint`` is written atomically, and with ``max_keep_ckpts`` the oldest checkpoint
       is deleted after the new one and the pointer are on disk, not before.
+    * a sharded model (``FullyShardedModel``) is gathered by every rank before rank 0 saves
+      (``modzoo/engine/fsdp.py``).
     """
 
     def before_run(self, runner) -> None:
@@ -164,6 +166,9 @@ class SafeCheckpointHook(CheckpointHook):
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        gather = getattr(runner.model, 'gather_for_checkpoint', None)  # FullyShardedModel
+        if gather is not None:
+            gather(runner.optim_wrapper.optimizer if self.save_optimizer else None)
         runner.save_checkpoint(
             self.out_dir,
             ckpt_filename,

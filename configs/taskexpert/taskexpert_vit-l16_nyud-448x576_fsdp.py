@@ -1,0 +1,3 @@
+# taskexpert_vit-l16_nyud-448x576.py with FSDP2 (bf16 compute, fp32 reduction,
+# activation checkpointing), for torchrun with --launcher pytorch.
+_base_ = ['./taskexpert_vit-l16_nyud-448x576.py', '../_base_/strategies/fsdp_bf16.py']
