@@ -17,7 +17,6 @@ layout of an unsharded run. They load anywhere (``tools/test.py``, ``tools/infer
 run), and ``--resume`` loads them into the plain model, which is sharded again at the first
 training step, so a resumed run continues bit-exactly.
 """
-import functools
 from collections import defaultdict
 from typing import Optional, Sequence
 
@@ -28,6 +27,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.utils.checkpoint import checkpoint
 
+from modzoo.models.layers.moe_router import record_once
 from modzoo.registry import MODEL_WRAPPERS
 
 
@@ -64,9 +64,8 @@ class FullyShardedModel(nn.Module):
             with parameters gathered in ``param_dtype``, reduce gradients in ``reduce_dtype``;
             the sharded parameters and the optimizer stay fp32. None: fp32 throughout.
         activation_checkpointing: recompute each block's activations in the backward pass
-            instead of keeping them. The forward pass then runs twice per block; buffers are
-            restored after the backward pass to what the forward left them, so MoE expert
-            usage counts and the MI loss running estimate are counted once.
+            instead of keeping them. The forward pass then runs twice per block; MoE expert
+            usage counts and the MI loss running estimate are recorded in the first run only.
         reshard_after_forward: free the gathered parameters after each unit's forward (ZeRO-3;
             False keeps them until the backward pass, ZeRO-2).
     """
@@ -104,7 +103,7 @@ class FullyShardedModel(nn.Module):
         mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(), ))
         for block in self.blocks + [self.module]:
             if self.activation_checkpointing and block is not self.module:
-                block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
+                block.forward = _checkpointed(block.forward)
             fully_shard(block, mesh=mesh, mp_policy=self.mp_policy,
                         reshard_after_forward=self.reshard_after_forward)
         sharded = dict(self.module.named_parameters())
@@ -117,23 +116,10 @@ class FullyShardedModel(nn.Module):
         self.sharded = True
 
     def train_step(self, data, optim_wrapper):
-        """``BaseModel.train_step`` on the sharded model; with activation checkpointing the
-        buffers are restored after the backward pass (its recomputation must not count twice).
-        """
+        """``BaseModel.train_step`` on the model, sharded at the first call."""
         if not self.sharded:
             self.shard(optim_wrapper.optimizer)
-        if not self.activation_checkpointing:
-            return self.module.train_step(data, optim_wrapper)
-        with optim_wrapper.optim_context(self):
-            data = self.module.data_preprocessor(data, True)
-            losses = self.module._run_forward(data, mode='loss')
-        parsed_losses, log_vars = self.module.parse_losses(losses)
-        after_forward = [(buffer, buffer.clone()) for buffer in self.module.buffers()]
-        optim_wrapper.update_params(parsed_losses)
-        with torch.no_grad():
-            for buffer, value in after_forward:
-                buffer.copy_(value)
-        return log_vars
+        return self.module.train_step(data, optim_wrapper)
 
     def val_step(self, data):
         return self.module.val_step(data)
@@ -167,6 +153,14 @@ class FullyShardedModel(nn.Module):
         model_hook = self.module.register_state_dict_post_hook(use_model_state)
         if optimizer is not None:
             optim_hook = optimizer.register_state_dict_post_hook(use_optim_state)
+
+
+def _checkpointed(forward):
+    """``forward`` whose activations are recomputed in the backward pass; MoE layers record
+    their statistics in the first run only (``record_once``)."""
+    def run(*args, **kwargs):
+        return checkpoint(record_once(forward), *args, use_reentrant=False, **kwargs)
+    return run
 
 
 def _full(value):

@@ -3,16 +3,19 @@ import json
 import os
 import os.path as osp
 import socket
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
 from modzoo.engine.fsdp import FullyShardedModel
 from modzoo.models.multi_task_model import MultiTaskModel
+from modzoo.registry import MODEL_WRAPPERS
 from modzoo.structures import TaskDataSample
-from tool_runner import QUICKSTART, run_tool, tiny_config
+from tool_runner import QUICKSTART, REPO, load_tool, run_tool, tiny_config
 
 
 def small_config(tmp_path, data_root):
@@ -113,3 +116,27 @@ def test_activation_checkpointing_counts_moe_usage_once(tmp_path, monkeypatch):
     assert len(usage) == 2 and plain['buffers'][usage[0]].sum() == 3 * 2 * 17 * 2
     for key, value in plain['buffers'].items():
         torch.testing.assert_close(recomputed['buffers'][key], value)
+
+
+@pytest.mark.parametrize('config', [
+    'taskexpert/taskexpert_vit-l16_nyud-448x576_fsdp.py',
+    'taskexpert/taskexpert_vit-l16_pascal-context-512x512_fsdp.py',
+    'moe_vit/moe-vit-b16_modsquad-twice_in1k-ade20k-224px_fsdp.py'])
+def test_full_size_fsdp_variants(config):
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
+    wrapper = MODEL_WRAPPERS.get(cfg.model_wrapper_cfg.type)
+    assert wrapper is FullyShardedModel
+    assert cfg.model_wrapper_cfg.mixed_precision == dict(param_dtype='bfloat16',
+                                                         reduce_dtype='float32')
+    base = Config.fromfile(osp.join(REPO, 'configs', config.replace('_fsdp', '')))
+    assert cfg.model == base.model and 'model_wrapper_cfg' not in base
+
+
+def test_fsdp_needs_a_launcher():
+    train = load_tool('train.py')
+    cfg = Config.fromfile(QUICKSTART)
+    with pytest.raises(SystemExit, match='torchrun'):
+        train.merge_args(cfg, SimpleNamespace(
+            work_dir=None, config=QUICKSTART, amp=False, no_validate=False, resume=None,
+            auto_scale_lr=False, no_pin_memory=False, no_persistent_workers=False,
+            launcher='none', strategy='fsdp', cfg_options=None))

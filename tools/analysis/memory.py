@@ -7,12 +7,15 @@ Per GPU, in GiB: parameters (fp32), gradients (fp32, trainable parameters only),
 state (AdamW/Adam: 2 fp32 tensors per trainable parameter, SGD with momentum: 1) and
 activations, the tensors autograd saves for the backward pass at the config's per-GPU
 ``train_dataloader.batch_size``. DDP keeps all of it on every GPU; FSDP divides parameters,
-gradients and optimizer state by N and adds the largest FSDP unit gathered in full (twice:
-the next unit is prefetched). Activations are measured by running one forward pass of one
-image per task on the ``meta`` device (shapes only: no memory, no compute), or on the CPU
-for models whose forward reads tensor values (MoE dispatch), and scaled by the batch; the
+gradients and optimizer state by N and adds the largest FSDP unit gathered in full, in the
+compute dtype (twice: the next unit is prefetched). Activations are measured by running one
+forward pass of one image per task on the ``meta`` device (shapes only: no memory, no
+compute), or on the CPU for models whose forward reads tensor values (MoE dispatch), and
+scaled by the batch; the
 largest task counts (a batch holds one task). With activation checkpointing a block keeps
-only its input, and one block's activations are alive at a time.
+only its input, and one block's activations are alive at a time. With ``--strategy fsdp`` the
+config's ``model_wrapper_cfg`` (``mixed_precision.param_dtype``, ``activation_checkpointing``)
+is taken into account.
 Not counted: the CUDA context and allocator fragmentation (plan ~1-2 GiB), and dataloader
 workers.
 """
@@ -46,10 +49,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def build(cfg, device):
+def build(cfg, device, dtype=torch.float32):
     with torch.device(device):
         model = MODELS.build(cfg.model)
-    return model.train()
+    return model.to(dtype).train()
 
 
 @contextmanager
@@ -64,14 +67,14 @@ def saved_bytes_by_block(model: nn.Module):
     seen_storage = set()
 
     def pack(tensor):
-        base = tensor if tensor._base is None else tensor._base
+        base = tensor if tensor._base is None else tensor._base  # views share their base
         if base.is_leaf and base.requires_grad:  # a parameter (or a view of one)
             return tensor
-        key = (tensor.untyped_storage().data_ptr() if tensor.device.type != 'meta'
-               else id(tensor), tensor.device.type)
+        storage = base.untyped_storage()
+        key = id(base) if base.device.type == 'meta' else storage.data_ptr()
         if key not in seen_storage:
             seen_storage.add(key)
-            saved[current[0]] += tensor.numel() * tensor.element_size()
+            saved[current[0]] += storage.nbytes()
         return tensor
 
     def enter(index):
@@ -110,14 +113,16 @@ def task_forward(model, images):
         yield 'model', lambda: model(images, mode='tensor')
 
 
-def activation_bytes(cfg, size, checkpointing: bool) -> dict:
-    """Saved-for-backward bytes of one image, per task: ``{task: bytes}``."""
+def activation_bytes(cfg, size, checkpointing: bool, dtype=torch.float32) -> dict:
+    """Saved-for-backward bytes of one image, per task, computing in ``dtype``:
+    ``{task: bytes}``."""
     for device in ('meta', 'cpu'):
-        model = build(cfg, device)
-        images = torch.rand(1, 3, *size, device=device)
+        model = build(cfg, device, dtype)
+        images = torch.rand(1, 3, *size, device=device, dtype=dtype)
         per_task = {}
         try:
             for task, run in task_forward(model, images):
+                torch.manual_seed(0)  # the same stochastic-depth draws on every device
                 with saved_bytes_by_block(model) as (saved, inputs):
                     run()
                 total = sum(saved.values())
@@ -157,12 +162,14 @@ def estimate(cfg, gpus=1, strategy='ddp', batch_size=None, img_size=None,
         states = 0
     batch = batch_size or cfg.train_dataloader.batch_size
     size = input_size(cfg, img_size)
-    per_image = activation_bytes(cfg, size, activation_checkpointing)
+    compute = ((cfg.get('model_wrapper_cfg') or {}).get('mixed_precision') or {}).get(
+        'param_dtype', 'float32') if strategy == 'fsdp' else 'float32'
+    per_image = activation_bytes(cfg, size, activation_checkpointing, getattr(torch, compute))
     shard = gpus if strategy == 'fsdp' else 1
     result = dict(config=cfg.filename, gpus=gpus, strategy=strategy, batch_per_gpu=batch,
                   input=list(size), optimizer=optimizer, parameters=params,
                   trainable_parameters=trainable,
-                  activation_checkpointing=activation_checkpointing,
+                  activation_checkpointing=activation_checkpointing, compute_dtype=compute,
                   params_gib=4 * params / shard / GIB,
                   grads_gib=4 * trainable / shard / GIB,
                   optimizer_gib=4 * states * trainable / shard / GIB,
@@ -172,11 +179,11 @@ def estimate(cfg, gpus=1, strategy='ddp', batch_size=None, img_size=None,
         blocks = [b for name, m in model.named_modules() if name.split('.')[-1] == 'blocks'
                   and isinstance(m, (nn.ModuleList, nn.Sequential)) for b in m]
         largest = max((sum(p.numel() for p in b.parameters()) for b in blocks), default=params)
-        result['gathered_units_gib'] = 2 * 4 * largest / GIB
+        result['gathered_units_gib'] = 2 * getattr(torch, compute).itemsize * largest / GIB
     total = sum(v for k, v in result.items() if k.endswith('_gib'))
     result['total_gib'] = total
     result['fits'] = {f'{gb}GB': total * GIB <= gb * 1e9 for gb in GPU_SIZES_GB}
-    return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+    return result
 
 
 def main(argv=None):
@@ -186,14 +193,17 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     if args.gpus < 1:
         raise SystemExit(f'--gpus must be at least 1, got {args.gpus}')
+    checkpointing = args.activation_checkpointing or (
+        args.strategy == 'fsdp' and (cfg.get('model_wrapper_cfg') or {}).get(
+            'activation_checkpointing', False))
     result = estimate(cfg, args.gpus, args.strategy, args.batch_size, args.img_size,
-                      args.activation_checkpointing)
+                      checkpointing)
     if not args.json:
         for key in ('params_gib', 'grads_gib', 'optimizer_gib', 'gathered_units_gib',
                     'activations_gib', 'total_gib'):
             if key in result:
                 print(f'{key[:-4]:>16}: {result[key]:8.2f} GiB')
-    print(json.dumps(result))
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
     return result
 
 
