@@ -121,7 +121,8 @@ def test_activation_checkpointing_counts_moe_usage_once(tmp_path, monkeypatch):
 @pytest.mark.parametrize('config', [
     'taskexpert/taskexpert_vit-l16_nyud-448x576_fsdp.py',
     'taskexpert/taskexpert_vit-l16_pascal-context-512x512_fsdp.py',
-    'moe_vit/moe-vit-b16_modsquad-twice_in1k-ade20k-224px_fsdp.py'])
+    'moe_vit/moe-vit-b16_modsquad-twice_in1k-ade20k-224px_fsdp.py',
+    'uniperceiver/uniperceiver-v2-large_swin-l_roberta-base_fsdp.py'])
 def test_full_size_fsdp_variants(config):
     cfg = Config.fromfile(osp.join(REPO, 'configs', config))
     wrapper = MODEL_WRAPPERS.get(cfg.model_wrapper_cfg.type)
