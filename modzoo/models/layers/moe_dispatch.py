@@ -5,7 +5,9 @@ by expert (dropping those past an expert's capacity), so each expert's rows are 
 contiguous group. ``grouped_linear`` multiplies every group by its expert's weight in one
 grouped GEMM (``F.grouped_mm``: a CUTLASS kernel for bf16 on recent GPUs, a per-expert
 ``mm`` loop elsewhere), and ``combine`` adds each pair's output, times its gate, back to its
-token with ``index_add_``. Nothing of size tokens x experts x capacity is ever built.
+token with ``index_add_``. Nothing of size tokens x experts x capacity is ever built, and
+nothing reads a tensor back to the host (no GPU synchronisation) unless the per-expert loop
+runs.
 
 Why jagged groups rather than a padded [E, C, D] capacity buffer and ``bmm`` (Tutel's
 layout): the buffer computes E * max(counts) rows for P = sum(counts), and a batch of one
@@ -15,7 +17,7 @@ task, whose router favours a few experts, is far from balanced. Measured with
 each expert's ``mm`` is its own parallel region, and the idle-core waits add up.)
 """
 import math
-from typing import List, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,14 +31,14 @@ class DispatchPlan(NamedTuple):
     token_idx:  [P] long, the token of each pair (``pair_idx // k``)
     expert_idx: [P] long, the expert of each pair (non-decreasing)
     gates:      [P] fp32, the combine weight of each pair
-    counts:     E ints, pairs per expert (the group sizes, in expert order)
+    counts:     [E] long, pairs per expert (the group sizes, in expert order)
     offsets:    [E] int32, the end row of each expert's group
     """
     pair_idx: Tensor
     token_idx: Tensor
     expert_idx: Tensor
     gates: Tensor
-    counts: List[int]
+    counts: Tensor
     offsets: Tensor
 
 
@@ -71,7 +73,7 @@ def plan_dispatch(topk_experts: Tensor, topk_gates: Tensor, num_experts: int,
                         token_idx=pair_idx // k,
                         expert_idx=expert_idx,
                         gates=topk_gates.reshape(-1)[pair_idx],
-                        counts=counts.tolist(),
+                        counts=counts,
                         offsets=counts.cumsum(0).to(torch.int32))
 
 
@@ -80,10 +82,22 @@ def dispatch(x: Tensor, plan: DispatchPlan) -> Tensor:
     return x.index_select(0, plan.token_idx)
 
 
-def combine(y: Tensor, plan: DispatchPlan, num_tokens: int) -> Tensor:
-    """Sum the pairs' outputs times their gates per token: [P, D] -> [S, D]."""
-    weighted = y * plan.gates.to(y.dtype).unsqueeze(-1)
-    return y.new_zeros(num_tokens, y.shape[-1]).index_add_(0, plan.token_idx, weighted)
+def combine(y: Tensor, plan: DispatchPlan, num_tokens: int,
+            bias: Optional[Tensor] = None) -> Tensor:
+    """Sum the pairs' outputs times their gates per token: [P, D] -> [S, D].
+
+    ``bias`` [E, D], the experts' output biases, is added to each pair's row before the
+    gate: sum_j g_j (y_j + b_{e_j}). The bias part is computed as the [S, E] matrix of the
+    gates times ``bias``, which starts the sum, so no [P, D] rows of biases are built.
+    """
+    gates = plan.gates.to(y.dtype)
+    if bias is None:
+        out = y.new_zeros(num_tokens, y.shape[-1])
+    else:
+        gate_matrix = gates.new_zeros(num_tokens, bias.shape[0]).index_put(
+            (plan.token_idx, plan.expert_idx), gates)  # [S, E]
+        out = gate_matrix @ bias.to(y.dtype)
+    return out.index_add_(0, plan.token_idx, y * gates.unsqueeze(-1))
 
 
 def to_slots(y: Tensor, plan: DispatchPlan, num_slots: int) -> Tensor:
@@ -109,7 +123,8 @@ def grouped_linear(x: Tensor, plan: DispatchPlan, weight: Tensor,
     if _grouped_mm_supported(x, weight):
         y = F.grouped_mm(x, weight, offs=plan.offsets)
     else:
-        y = torch.cat([xi @ wi for xi, wi in zip(x.split(plan.counts), weight.unbind(0))])
+        groups = x.split(plan.counts.tolist())
+        y = torch.cat([xi @ wi for xi, wi in zip(groups, weight.unbind(0))])
     if bias is not None:
         y = y + bias.to(dtype).index_select(0, plan.expert_idx)
     return y

@@ -132,8 +132,8 @@ class MoEMlp(nn.Module):
                              capacity)
         h = grouped_linear(dispatch(tokens, plan), plan, self.fc1_weight, self.fc1_bias)
         h = self.drop(self.act(h))
-        y = grouped_linear(h, plan, self.fc2_weight, self.fc2_bias)
-        out = self.drop(combine(y, plan, num_tokens))
+        y = grouped_linear(h, plan, self.fc2_weight)
+        out = self.drop(combine(y, plan, num_tokens, self.fc2_bias))
         return out.reshape(x.shape[:-1] + out.shape[-1:]), self.aux_loss(routing)
 
     @torch.no_grad()

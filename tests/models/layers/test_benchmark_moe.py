@@ -1,5 +1,6 @@
 """tools/analysis/benchmark_moe.py: its baselines compute what ``MoEMlp`` computes."""
 import importlib.util
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def test_reference_and_padded_designs_match_moe_mlp():
     moe = MoEMlp(16, num_experts=4, top_k=2, hidden_dims=32, router_init_std=1.0)
     x = torch.randn(2, 9, 16, requires_grad=True)
     expected = _outputs_and_grads(moe, x)
-    for design in (benchmark.ReferenceMoEMlp(moe), benchmark.PaddedBmmMoEMlp(moe)):
+    for design in (benchmark.ReferenceMoEMlp(moe), benchmark.PaddedBmmMoEMlp(moe),
+                   benchmark.BiasPerPairMoEMlp(moe)):
         for got, want in zip(_outputs_and_grads(design, x), expected):
             assert torch.allclose(got, want, atol=1e-5)
 
@@ -33,7 +35,8 @@ def test_reference_and_padded_designs_match_moe_mlp():
 def test_mlp_benchmark_runs_on_tiny_sizes():
     result = benchmark.benchmark_mlp(torch.device('cpu'), nullcontext, repeats=2, batch=2,
                                      tokens=64, dims=64, num_experts=4, top_k=2, hidden=256)
-    assert set(result['median_ms']) == {'moe', 'dense', 'reference', 'padded_bmm'}
+    assert set(result['median_ms']) == {'moe', 'dense', 'reference', 'padded_bmm',
+                                        'bias_per_pair'}
     assert result['ratio_vs_dense'] > 0 and result['speedup_vs_loop'] > 0
     assert all(mb > 0 for mb in result['peak_memory_mb'].values())
 
@@ -55,3 +58,12 @@ def test_gemm_floor_times_the_six_products_of_an_mlp_step():
     ratio = benchmark.gemm_floor(torch.device('cpu'), repeats=2, tokens=32, dims=16,
                                  num_experts=4, top_k=2, hidden=32)
     assert ratio > 0
+
+
+def test_mlp_benchmark_in_bf16_autocast_on_cpu():
+    def autocast():
+        return torch.autocast('cpu', dtype=torch.bfloat16)
+    result = benchmark.benchmark_mlp(torch.device('cpu'), autocast, repeats=2, batch=2,
+                                     tokens=64, dims=64, num_experts=4, top_k=2, hidden=256,
+                                     floor_dtype=torch.bfloat16, clock=time.process_time)
+    assert result['ratio_vs_dense'] > 0 and result['bias_fold_speedup'] > 0

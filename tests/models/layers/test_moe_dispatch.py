@@ -12,7 +12,7 @@ GATES = torch.tensor([[0.6, 0.4], [0.7, 0.3], [0.9, 0.1], [0.8, 0.2]])
 
 def test_dropless_plan_groups_pairs_by_expert():
     plan = plan_dispatch(EXPERTS, GATES, 3)
-    assert plan.counts == [4, 3, 1]
+    assert plan.counts.tolist() == [4, 3, 1]
     assert plan.offsets.tolist() == [4, 7, 8]
     assert plan.offsets.dtype == torch.int32
     # first choices before second choices within an expert; pairs are token * k + slot
@@ -27,7 +27,7 @@ def test_capacity_keeps_first_choices_first():
     plan = plan_dispatch(EXPERTS, GATES, 3, capacity=2)
     # expert 0: first choices of tokens 0, 1 kept; token 2's first and token 3's second
     # dropped. expert 1: token 3 (first choice), then token 0 (second) kept; token 2 dropped.
-    assert plan.counts == [2, 2, 1]
+    assert plan.counts.tolist() == [2, 2, 1]
     assert plan.pair_idx.tolist() == [0, 2, 6, 1, 3]
     assert plan.token_idx.tolist() == [0, 1, 3, 0, 1]
     assert plan.offsets.tolist() == [2, 4, 5]
@@ -111,6 +111,37 @@ def test_gradcheck_dispatch_chain():
         (x, weight, bias))
 
 
+@pytest.mark.parametrize('capacity', [None, 9])
+def test_combine_folds_the_output_bias_as_adding_it_to_every_pair(capacity):
+    """The MoE MLP before the overhead work added b2 to each pair's row; combine(bias=b2)
+    gives the same output and gradients (to 1e-6 in fp32)."""
+    torch.manual_seed(0)
+    num_tokens, experts = 40, 5
+    plan = plan_dispatch(torch.rand(num_tokens, experts).topk(2).indices,
+                         torch.rand(num_tokens, 2), experts, capacity)
+    h = torch.randn(len(plan.token_idx), 24, requires_grad=True)
+    weight = torch.randn(experts, 24, 16, requires_grad=True)
+    bias = torch.randn(experts, 16, requires_grad=True)
+    grad_out = torch.randn(num_tokens, 16)
+    results = []
+    for before in (True, False):
+        y = grouped_linear(h, plan, weight, bias if before else None)
+        out = combine(y, plan, num_tokens, None if before else bias)
+        results.append((out, *torch.autograd.grad(out, (h, weight, bias), grad_out)))
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6 * a.abs().max().item())
+
+
+def test_gradcheck_combine_with_bias():
+    torch.manual_seed(0)
+    experts = torch.tensor([[0, 1], [1, 2], [2, 0]])
+    gates = torch.rand(3, 2, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda g, y, b: combine(y, plan_dispatch(experts, g, 3), 3, b), (gates, y, bias))
+
+
 def test_bf16_and_autocast():
     torch.manual_seed(0)
     plan = plan_dispatch(torch.randint(0, 4, (16, 2)), torch.rand(16, 2), 4)
@@ -128,7 +159,7 @@ def test_bf16_and_autocast():
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 def test_unused_expert_gets_zero_gradient(dtype):
     plan = plan_dispatch(torch.tensor([[0, 2], [2, 0], [0, 2], [2, 0]]), torch.rand(4, 2), 3)
-    assert plan.counts == [4, 0, 4]
+    assert plan.counts.tolist() == [4, 0, 4]
     x = torch.randn(8, 8, dtype=dtype)
     weight = torch.randn(3, 8, 16, dtype=dtype, requires_grad=True)
     bias = torch.randn(3, 16, dtype=dtype, requires_grad=True)
