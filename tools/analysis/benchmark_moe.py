@@ -97,16 +97,30 @@ def compute_gating(k, probs, top_k_gates, top_k_indices):
     return top_k_gates[index_sorted], index_sorted.div(k, rounding_mode='trunc'), expert_size
 
 
-class ReferenceMoEMlp(nn.Module):
-    """The Mod-Squad ``MoE.forward`` on the parameters (and router) of an ``MoEMlp``."""
+class MoEDesign(nn.Module):
+    """A dispatch design computed on the parameters (and router) of an ``MoEMlp``."""
 
     def __init__(self, moe):
         super().__init__()
         self.moe = moe
 
+    def route(self, x):
+        """(tokens [S, D], the router's decision) for x [..., D]."""
+        tokens = x.reshape(-1, x.shape[-1])
+        return tokens, self.moe.router(tokens)
+
+    def plan(self, x):
+        """(tokens [S, D], the dropless ``DispatchPlan``) for x [..., D]."""
+        tokens, routing = self.route(x)
+        return tokens, plan_dispatch(routing.topk_experts, routing.topk_gates,
+                                     self.moe.num_experts)
+
+
+class ReferenceMoEMlp(MoEDesign):
+    """The Mod-Squad ``MoE.forward``."""
+
     def forward(self, x):
-        moe, tokens = self.moe, x.reshape(-1, x.shape[-1])
-        routing = moe.router(tokens)
+        moe, (tokens, routing) = self.moe, self.route(x)
         gates, index, expert_size = compute_gating(moe.top_k, routing.probs,
                                                    routing.topk_gates, routing.topk_experts)
         h = F.gelu(ParallelLinear.apply(tokens[index], expert_size, moe.fc1_weight,
@@ -116,17 +130,11 @@ class ReferenceMoEMlp(nn.Module):
         return torch.zeros_like(tokens, dtype=y.dtype).index_add(0, index, y).view(x.shape)
 
 
-class PaddedBmmMoEMlp(nn.Module):
-    """Capacity-buffer dispatch on the parameters of an ``MoEMlp``: [E, C, D] and bmm."""
-
-    def __init__(self, moe):
-        super().__init__()
-        self.moe = moe
+class PaddedBmmMoEMlp(MoEDesign):
+    """Capacity-buffer dispatch: [E, C, D] and bmm."""
 
     def forward(self, x):
-        moe, tokens = self.moe, x.reshape(-1, x.shape[-1])
-        routing = moe.router(tokens)
-        plan = plan_dispatch(routing.topk_experts, routing.topk_gates, moe.num_experts)
+        moe, (tokens, plan) = self.moe, self.plan(x)
         capacity = int(plan.counts.max())
         starts = plan.offsets - plan.counts.to(torch.int32)
         rank = torch.arange(len(plan.expert_idx), device=x.device) - starts[plan.expert_idx]
@@ -140,17 +148,11 @@ class PaddedBmmMoEMlp(nn.Module):
         return combine(y, plan, tokens.shape[0]).view(x.shape)
 
 
-class BiasPerPairMoEMlp(nn.Module):
+class BiasPerPairMoEMlp(MoEDesign):
     """``MoEMlp`` as it was before its combine took the output bias: b2 added to every pair."""
 
-    def __init__(self, moe):
-        super().__init__()
-        self.moe = moe
-
     def forward(self, x):
-        moe, tokens = self.moe, x.reshape(-1, x.shape[-1])
-        routing = moe.router(tokens)
-        plan = plan_dispatch(routing.topk_experts, routing.topk_gates, moe.num_experts)
+        moe, (tokens, plan) = self.moe, self.plan(x)
         h = moe.act(grouped_linear(dispatch(tokens, plan), plan, moe.fc1_weight, moe.fc1_bias))
         y = grouped_linear(h, plan, moe.fc2_weight, moe.fc2_bias)
         return combine(y, plan, tokens.shape[0]).view(x.shape)
