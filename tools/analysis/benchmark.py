@@ -7,16 +7,23 @@
   random batch; ``ratio_vs_timm`` = median over back-to-back pairs of modzoo / timm (pairs
   alternate which runs first, so a noisy machine affects both alike);
 * ``loader_images_per_s``: images/s of the config's train dataloader (``--workers``
-  processes), beside ``train_images_per_s`` of the model, so one sees which one limits.
+  processes), beside ``train_images_per_s`` of the model, so one sees which one limits;
+* with ``--amp``, ``amp_speedup``: median over back-to-back pairs of the fp32 step over the
+  same step in bf16 autocast (``tools/train.py --amp``), on the CPU.
+
+``--cfg-options`` changes the model, e.g. to a ViT-S/16 at 224 px:
+``model.backbone.arch=small model.backbone.patch_size=16 model.backbone.img_size=224`` and each
+head's ``in_channels=384``.
 """
 import argparse
+import functools
 import json
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from timm.models.vision_transformer import VisionTransformer
@@ -37,6 +44,8 @@ def parse_args():
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--loader-batches', type=int, default=30)
+    parser.add_argument('--amp', action='store_true', help='time the step in bf16 beside it')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args()
 
 
@@ -86,6 +95,8 @@ def loader_throughput(cfg, workers, batches):
 def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     DefaultScope.get_instance('benchmark', scope_name=cfg.get('default_scope', 'modzoo'))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -100,13 +111,16 @@ def main():
     ours = torch.nn.ModuleList([backbone, head])
     opt = torch.optim.AdamW(ours.parameters(), lr=1e-4)
 
-    def modzoo_step():
-        loss = head.loss(backbone(x), samples)['loss']
+    def modzoo_step(bf16=False):
+        with torch.autocast('cpu', torch.bfloat16, enabled=bf16):
+            loss = head.loss(backbone(x), samples)['loss']
         opt.zero_grad()
         loss.backward()
         opt.step()
 
     fns = dict(modzoo=modzoo_step)
+    if args.amp:
+        fns['modzoo_bf16'] = functools.partial(modzoo_step, bf16=True)
     if args.vs_timm:
         ref = timm_twin(backbone, head.num_classes,
                         cfg.model.backbone.get('drop_path_rate', 0.))
@@ -127,6 +141,9 @@ def main():
     if args.vs_timm:
         result['ratio_vs_timm'] = statistics.median(
             a / b for a, b in zip(times['modzoo'], times['timm']))
+    if args.amp:
+        result['amp_speedup'] = statistics.median(
+            a / b for a, b in zip(times['modzoo'], times['modzoo_bf16']))
     result['loader_images_per_s'] = loader_throughput(cfg, args.workers, args.loader_batches)
     result['loader_workers'] = args.workers
     if not args.json:
