@@ -121,16 +121,25 @@ class Chameleon(BaseModel):
     def encode_support(self, x_s: torch.Tensor, y_s: torch.Tensor, t_idx: torch.Tensor,
                        g_idx: torch.Tensor, chunk_size: Optional[int] = None) -> Support:
         """Encode the support set, ``chunk_size`` images of each channel at a time (default
-        ``support_chunk_size``; None: all at once); the chunks are concatenated along N."""
+        ``support_chunk_size``; None: all at once), each chunk written into its slice of N,
+        so the working memory beyond the encoded support does not grow with N."""
         if x_s.shape[2] == 0:
             raise ValueError('Chameleon: the support set is empty (N=0); at least one '
                              'labelled image is needed')
-        chunk = chunk_size or self.support_chunk_size or x_s.shape[2]
-        parts = [(self.encode_images(x_s[:, :, i:i + chunk], t_idx),
-                  self.encode_labels(y_s[:, :, i:i + chunk]))
-                 for i in range(0, x_s.shape[2], chunk)]
-        w = [torch.cat(levels, 2) for levels in zip(*[p[0] for p in parts])]
-        z = [torch.cat(levels, 2) for levels in zip(*[p[1] for p in parts])]
+        N = x_s.shape[2]
+        chunk = chunk_size or self.support_chunk_size or N
+        w = z = None
+        for i in range(0, N, chunk):
+            w_i = self.encode_images(x_s[:, :, i:i + chunk], t_idx)
+            z_i = self.encode_labels(y_s[:, :, i:i + chunk])
+            if chunk >= N:
+                w, z = w_i, z_i
+                break
+            if w is None:   # the whole support is written in place: no second copy of it
+                w = [t.new_empty(t.shape[:2] + (N,) + t.shape[3:]) for t in w_i]
+                z = [t.new_empty(t.shape[:2] + (N,) + t.shape[3:]) for t in z_i]
+            for out, part in zip(w + z, w_i + z_i):
+                out[:, :, i:i + chunk] = part
         return Support(w, z, t_idx, g_idx)
 
     def predict_query(self, support: Support, x_q: torch.Tensor) -> torch.Tensor:

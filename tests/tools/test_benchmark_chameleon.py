@@ -20,7 +20,7 @@ def test_fit_recovers_a_line():
 
 
 @pytest.mark.parametrize('mode, keys', [('time', {'encode_s', 'encode_chunked_s', 'query_s'}),
-                                        ('memory_chunked', {'peak_mib'})])
+                                        ('memory_chunked', {'peak_mib', 'stored_mib'})])
 def test_child_measures(mode, keys, capsys):
     benchmark.main(['--child', '--n', '3', '--mode', mode, '--img-size', '32', '--repeats', '1',
                     '--chunk-size', '2', '--config', str(ROOT / benchmark.DEFAULT_CONFIG)])

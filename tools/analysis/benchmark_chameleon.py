@@ -1,21 +1,24 @@
 """Chameleon support encoding and query prediction cost against the number of support images N.
 
-    python tools/analysis/benchmark_chameleon.py --json [--config CFG] [--img-size 128]
+    python tools/analysis/benchmark_chameleon.py --json [--config CFG] [--img-size S]
         [--shots 1 2 4 ...] [--chunk-size 4] [--repeats 3] [--threads 1]
 
 For every N, a fresh process builds the config's model at ``--img-size`` (default: the tiny
 SynthScenes model at 128 px, 256 tokens per image; random weights, eval mode), then measures
 (best of ``--repeats``) the time to encode N support images of one label channel, all at once
 and in chunks of ``--chunk-size``, and the time to predict one query image from the encoded
-support; and, in separate fresh processes, the growth of the peak resident memory (ru_maxrss)
-while encoding the support all at once and chunked. Least-squares lines time = a + b N give
-the fitted slope b (seconds per support image) and R^2 (1 = linear). Chunked encoding should
+support; and, in separate fresh processes, the peak memory of encoding the support all at once
+and chunked: the peak resident set size (VmHWM, reset through /proc/self/clear_refs) over the
+encoding minus the resident size before it, with glibc serving tensors of 64 KiB and more from
+mmap so that freed tensors leave the resident set (Linux only). The working memory is that
+peak minus the encoded support itself (which grows with N whatever the chunking).
+Least-squares lines time = a + b N give the fitted slope b (seconds per support image) and
+R^2 (1 = linear). Chunked encoding should
 keep the peak memory flat in N apart from the stored support tokens.
 """
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -53,6 +56,19 @@ def best_time(fn, repeats):
     return min(times)
 
 
+def status_kib(field):
+    """A /proc/self/status field (VmRSS, VmHWM) in KiB."""
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ':'))
+
+
+def reset_peak_rss():
+    """Reset the peak resident set size (VmHWM) to the current one; return it (KiB)."""
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+    return status_kib('VmRSS')
+
+
 def child(args):
     """One measurement in this fresh process; prints a JSON line."""
     torch.set_num_threads(args.threads)
@@ -62,10 +78,11 @@ def child(args):
     with torch.no_grad():
         if args.mode.startswith('memory'):
             model.encode_support(x_s[:, :, :1], y_s[:, :, :1], t, t)     # warm up, N = 1
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            model.encode_support(x_s, y_s, t, t, chunk_size=chunk)
-            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            print(json.dumps(dict(peak_mib=(after - before) / 1024)))
+            before = reset_peak_rss()
+            support = model.encode_support(x_s, y_s, t, t, chunk_size=chunk)
+            stored = sum(x.numel() * x.element_size() for x in support.w + support.z)
+            print(json.dumps(dict(peak_mib=(status_kib('VmHWM') - before) / 1024,
+                                  stored_mib=stored / 2 ** 20)))
             return
         support = model.encode_support(x_s, y_s, t, t)
         out = dict(
@@ -91,7 +108,9 @@ def run_child(args, n, mode):
            '--config', args.config, '--img-size', str(args.img_size),
            '--chunk-size', str(args.chunk_size), '--repeats', str(args.repeats),
            '--threads', str(args.threads)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    # big tensors from mmap, so a freed tensor leaves the resident set and the peak resident
+    # set size over the encoding is the peak of live tensor memory
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MALLOC_MMAP_THRESHOLD_='65536')
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -118,8 +137,11 @@ def main(argv=None):
     rows = []
     for n in args.shots:
         row = dict(n=n, **run_child(args, n, 'time'))
-        row['peak_mib'] = run_child(args, n, 'memory')['peak_mib']
-        row['peak_chunked_mib'] = run_child(args, n, 'memory_chunked')['peak_mib']
+        whole, chunked = run_child(args, n, 'memory'), run_child(args, n, 'memory_chunked')
+        row.update(support_mib=whole['stored_mib'], peak_mib=whole['peak_mib'],
+                   peak_chunked_mib=chunked['peak_mib'],
+                   working_mib=whole['peak_mib'] - whole['stored_mib'],
+                   working_chunked_mib=chunked['peak_mib'] - chunked['stored_mib'])
         rows.append(row)
         if not args.json:
             print(row, file=sys.stderr)
@@ -130,8 +152,8 @@ def main(argv=None):
         fit_encode=fit(ns, [r['encode_s'] for r in rows]),
         fit_encode_chunked=fit(ns, [r['encode_chunked_s'] for r in rows]),
         fit_query=fit(ns, [r['query_s'] for r in rows]),
-        fit_peak_mib=fit(ns, [r['peak_mib'] for r in rows]),
-        fit_peak_chunked_mib=fit(ns, [r['peak_chunked_mib'] for r in rows]))
+        fit_working_mib=fit(ns, [r['working_mib'] for r in rows]),
+        fit_working_chunked_mib=fit(ns, [r['working_chunked_mib'] for r in rows]))
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 
