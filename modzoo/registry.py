@@ -72,3 +72,6 @@ PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS, 'mod
 TASK_UTILS = _child('task util', MMENGINE_TASK_UTILS, 'modzoo.models')
 VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS, 'modzoo.engine')
 VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS, 'modzoo.engine')
+# multi-task loss weightings and gradient combinations; mmengine has no such root, so this
+# one is a root of scope 'modzoo' (built by MultiTaskOptimWrapper)
+WEIGHTINGS = _child('weighting', None, 'modzoo.engine.weightings')

@@ -11,7 +11,8 @@ from mmengine.config import Config, DictAction
 from mmengine.device import get_device
 from mmengine.runner import Runner
 
-from modzoo.engine import check_tasks, fsdp_wrapper_cfg, init_distributed, use_safe_checkpoints
+from modzoo.engine import (check_tasks, check_weighting_sampler, fsdp_wrapper_cfg,
+                           init_distributed, use_safe_checkpoints)
 from modzoo.engine.optimizers import amp_optim_wrapper
 
 
@@ -92,6 +93,7 @@ def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     check_tasks(cfg)
+    check_weighting_sampler(cfg)
     use_safe_checkpoints()
     init_distributed(cfg)
     runner = Runner.from_cfg(cfg)

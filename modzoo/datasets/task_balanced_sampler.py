@@ -28,7 +28,8 @@ def source_weights(sizes, weighting='uniform', temperature=2.0):
 
 @DATA_SAMPLERS.register_module()
 class TaskBalancedSampler(Sampler):
-    """Batch sampler for :class:`MultiTaskDataset`: every batch comes from ONE source.
+    """Batch sampler for :class:`MultiTaskDataset`: every batch comes from ONE source, or
+    holds one batch of EVERY source.
 
     Used as ``batch_sampler=dict(type='TaskBalancedSampler', weighting='uniform')`` beside a
     ``sampler=dict(type='DefaultSampler')``; mmengine hands over that sampler and the
@@ -45,7 +46,11 @@ class TaskBalancedSampler(Sampler):
     """
 
     def __init__(self, sampler, batch_size, weighting='uniform', temperature=2.0,
-                 drop_last=True):
+                 drop_last=True, mode='one_source'):
+        if mode not in ('one_source', 'all_sources'):
+            raise ValueError(f"TaskBalancedSampler mode must be 'one_source' or 'all_sources', "
+                             f'got {mode!r}')
+        self.mode = mode
         dataset = sampler.dataset
         if not hasattr(dataset, 'source_range'):
             raise TypeError('TaskBalancedSampler needs a MultiTaskDataset, got '
@@ -57,10 +62,15 @@ class TaskBalancedSampler(Sampler):
         self.world_size = getattr(sampler, 'world_size', 1)
         self.shuffle = getattr(sampler, 'shuffle', True)
         self.weights = source_weights(dataset.source_sizes(), weighting, temperature)
-        self.num_steps = len(dataset) // (batch_size * self.world_size)
+        per_step = batch_size * self.world_size
+        if mode == 'all_sources':
+            per_step *= len(self.weights)
+        self.num_steps = len(dataset) // per_step
         if self.num_steps == 0:
             raise ValueError(f'dataset of {len(dataset)} samples is smaller than one step of '
-                             f'batch_size {batch_size} x world_size {self.world_size}')
+                             f'batch_size {batch_size} x world_size {self.world_size}'
+                             + (f' x {len(self.weights)} sources' if mode == 'all_sources'
+                                else ''))
 
     def _seed(self):
         return int(getattr(self.sampler, 'seed', 0) or 0)
@@ -74,9 +84,14 @@ class TaskBalancedSampler(Sampler):
         epoch = int(getattr(self.sampler, 'epoch', 0))
         step = self.batch_size * self.world_size
         streams = [self._stream(s, epoch) for s in range(len(self.weights))]
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        if self.mode == 'all_sources':
+            for _ in range(self.num_steps):
+                yield [i for stream in streams for i in [next(stream) for _ in range(step)][mine]]
+            return
         for source in self.source_sequence(epoch):
             chunk = [next(streams[source]) for _ in range(step)]
-            yield chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+            yield chunk[mine]
 
     def _stream(self, source, epoch):
         indices = np.asarray(self.dataset.source_range(source))

@@ -6,7 +6,8 @@ from .fsdp import FullyShardedModel, fsdp_wrapper_cfg
 from .freeze import FreezeOptimWrapperConstructor, freeze, parameter_counts
 from .hooks import RandomStateHook, SampledTaskHook
 from .loops import IncrementalLoop, IncrementalTestLoop
-from .optimizers import LayerDecayOptimWrapperConstructor, TBGNAdamW
+from .optimizers import (LayerDecayOptimWrapperConstructor, MultiTaskOptimWrapper, TBGNAdamW,
+                         check_weighting_sampler)
 from .task_check import check_tasks
 
 __all__ = [
@@ -16,5 +17,5 @@ __all__ = [
     'FullyShardedModel', 'fsdp_wrapper_cfg',
     'check_tasks', 'FreezeOptimWrapperConstructor', 'freeze', 'parameter_counts',
     'LayerDecayOptimWrapperConstructor', 'IncrementalLoop', 'IncrementalTestLoop',
-    'SampledTaskHook', 'TBGNAdamW'
+    'SampledTaskHook', 'TBGNAdamW', 'MultiTaskOptimWrapper', 'check_weighting_sampler'
 ]

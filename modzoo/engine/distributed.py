@@ -38,6 +38,13 @@ class CPUAwareDistributedDataParallel(MMDistributedDataParallel):
             device_ids = None
         super().__init__(module=module, device_ids=device_ids, **kwargs)
 
+    def train_step(self, data, optim_wrapper):
+        """A :class:`MultiTaskOptimWrapper` runs the whole step (it needs the task losses
+        before they are summed); any other wrapper takes mmengine's."""
+        if hasattr(optim_wrapper, 'multi_task_step'):
+            return optim_wrapper.multi_task_step(self, data)
+        return super().train_step(data, optim_wrapper)
+
 
 def init_distributed(cfg) -> None:
     """Start the process group that ``cfg.launcher`` asks for; call before ``Runner.from_cfg``.

@@ -90,6 +90,13 @@ class MultiTaskModel(BaseModel):
             groups[tuple(tasks)].append(i)
         return groups.items()
 
+    def train_step(self, data, optim_wrapper):
+        """mmengine's step; a :class:`MultiTaskOptimWrapper` (it needs the ``loss_<task>``
+        values before they are summed) runs the whole step itself."""
+        if hasattr(optim_wrapper, 'multi_task_step'):
+            return optim_wrapper.multi_task_step(self, data)
+        return super().train_step(data, optim_wrapper)
+
     def forward(self, inputs, data_samples=None, mode='tensor'):
         if mode == 'loss':
             return self.loss(inputs, data_samples)

@@ -106,3 +106,21 @@ def test_each_source_is_walked_without_repeats_before_reshuffle():
 def test_rejects_plain_dataset():
     with pytest.raises(TypeError, match='MultiTaskDataset'):
         TaskBalancedSampler(DefaultSampler(ToyDataset(10), seed=0), 2)
+
+
+def test_all_sources_mode_puts_a_batch_of_every_source_in_each_step():
+    ds = make_dataset()
+    sampler = make_sampler(ds, batch_size=4, mode='all_sources')
+    assert len(sampler) == 200 // (4 * 3)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    for batch in batches:
+        assert [source_of(ds, batch[k:k + 4]) for k in (0, 4, 8)] == [0, 1, 2]
+    # two ranks: the two halves of the single-process step at the same global batch
+    ranks = [list(make_sampler(ds, batch_size=2, rank=r, world_size=2, mode='all_sources'))
+             for r in range(2)]
+    for b0, b1, whole in zip(*ranks, batches):
+        assert [source_of(ds, b0[k:k + 2]) for k in (0, 2, 4)] == [0, 1, 2]
+        assert sorted(b0 + b1) == sorted(whole)
+    with pytest.raises(ValueError, match="mode must be 'one_source' or 'all_sources'"):
+        make_sampler(ds, mode='every')

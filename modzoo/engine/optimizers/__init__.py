@@ -1,7 +1,9 @@
-"""Optimizers, optimizer wrappers and optimizer wrapper constructors."""
+"""Optimizers, optimizer wrappers (bf16, multi-task) and optimizer wrapper constructors."""
 from .bf16_optim_wrapper import BF16OptimWrapper, amp_optim_wrapper, bf16_support
 from .layer_decay_constructor import LayerDecayOptimWrapperConstructor, layer_ids
+from .multi_task_optim_wrapper import MultiTaskOptimWrapper, check_weighting_sampler
 from .tbgn import TBGNAdamW
 
 __all__ = ['BF16OptimWrapper', 'amp_optim_wrapper', 'bf16_support',
-           'LayerDecayOptimWrapperConstructor', 'layer_ids', 'TBGNAdamW']
+           'LayerDecayOptimWrapperConstructor', 'layer_ids', 'TBGNAdamW', 'MultiTaskOptimWrapper',
+           'check_weighting_sampler']
