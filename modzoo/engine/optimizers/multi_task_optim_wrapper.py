@@ -52,7 +52,6 @@ class MultiTaskOptimWrapper(OptimWrapper):
         weighting_cls = WEIGHTINGS.get(self.weighting_cfg.get('type'))
         if weighting_cls is None:
             WEIGHTINGS.build(self.weighting_cfg)  # raises, naming the closest names
-        self.weighting_cls = weighting_cls
         if weighting_cls.needs_grads and self._accumulative_counts != 1:
             raise ValueError(f"weighting '{self.weighting_cfg['type']}' combines per-task "
                              'gradients of each step: it needs accumulative_counts=1, got '
