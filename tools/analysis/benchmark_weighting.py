@@ -5,7 +5,8 @@ TaskExpert-tiny NYUD-v2 SynthScenes config) prints one JSON line:
 
 * ``step_s``: median time of one ``train_step`` (data preprocessing, forward, the method's
   backward passes, combination, Adam step) per method, on one fixed batch of the config's
-  train data; every method trains its own copy of the same initial model;
+  train data; all methods step the same model (one copy in memory), each with its own
+  optim wrapper and weighting state;
 * ``ratio_vs_ew``: median over rounds of (method step / EW step in the same round); the
   methods run round-robin, each round in a new order, so a noisy machine affects all alike;
 * ``backward_passes``: backward passes per step (gradient methods: one per task, F-MTL
@@ -62,35 +63,33 @@ def main():
     cfg = Config.fromfile(args.config)
     DefaultScope.get_instance('benchmark_weighting', scope_name='modzoo')
     batch = one_batch(cfg, args.batch_size)
-    initial = MODELS.build(cfg.model)
-    initial.train()
+    model = MODELS.build(cfg.model)
+    model.train()
     runs = {}
     for name in dict.fromkeys(['EW'] + args.methods):
-        model = copy.deepcopy(initial)
         optim_cfg = copy.deepcopy(cfg.optim_wrapper)
         optim_cfg.update(type='MultiTaskOptimWrapper', weighting=dict(type=name))
         optim = build_optim_wrapper(model, optim_cfg)
-        runs[name] = (model, optim)
+        runs[name] = optim
     times = {name: [] for name in runs}
     for _ in range(args.warmup):
-        for model, optim in runs.values():
+        for optim in runs.values():
             model.train_step(batch, optim)
     order = list(runs)
     for round_idx in range(args.rounds):
         random.Random(round_idx).shuffle(order)
         for name in order:
-            model, optim = runs[name]
             start = time.perf_counter()
-            model.train_step(batch, optim)
+            model.train_step(batch, runs[name])
             times[name].append(time.perf_counter() - start)
-    num_tasks = len(initial.tasks)
+    num_tasks = len(model.tasks)
     result = dict(
-        config=args.config, batch_size=len(batch['inputs']), tasks=list(initial.tasks),
+        config=args.config, batch_size=len(batch['inputs']), tasks=list(model.tasks),
         rounds=args.rounds, threads=torch.get_num_threads(),
         step_s={n: round(statistics.median(t), 4) for n, t in times.items()},
         ratio_vs_ew={n: round(statistics.median(a / b for a, b in zip(t, times['EW'])), 3)
                      for n, t in times.items()},
-        backward_passes={n: backward_passes(runs[n][1].weighting, num_tasks) for n in runs})
+        backward_passes={n: backward_passes(runs[n].weighting, num_tasks) for n in runs})
     if not args.json:
         for name in runs:
             print(f"{name:>10}: {result['step_s'][name]:.3f} s/step, "
