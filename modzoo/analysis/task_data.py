@@ -37,3 +37,7 @@ def keep_task_data(cfg: Config, tasks: Sequence[str], source: Optional[Config] =
                              f'{list(tasks)}; its sources label {labelled}')
         cfg[key] = copy.deepcopy(loader)
         cfg[key].dataset.sources = kept
+        batch_sizes = (cfg[key].get('batch_sampler') or {}).get('batch_sizes')
+        if batch_sizes:  # TaskBalancedSampler's per-source batch sizes
+            cfg[key].batch_sampler.batch_sizes = {
+                name: size for name, size in batch_sizes.items() if name in kept}

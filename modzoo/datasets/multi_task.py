@@ -19,8 +19,9 @@ class MultiTaskDataset(Dataset):
             ADE20K for segmentation, ...) or several (NYUD-v2 for semseg, depth, normals).
         data_root (str, optional): folder that relative ``data_root`` values of the sources
             are joined to, so one override moves all of them.
-        synth_if_missing (bool): ``data_root`` is a SynthScenes folder; render it on first use
-            when it does not exist (rank 0 renders, the other ranks wait).
+        synth_if_missing (bool | dict): ``data_root`` is a SynthScenes folder; render it on
+            first use when it does not exist (rank 0 renders, the other ranks wait). A dict
+            gives the generator's arguments, e.g. ``dict(size=128)``.
 
     Each item is the source dataset's item with ``data_samples.tasks`` set. The
     :class:`TaskBalancedSampler` draws every batch from one source.
@@ -32,7 +33,8 @@ class MultiTaskDataset(Dataset):
         if synth_if_missing:
             if data_root is None:
                 raise ValueError('synth_if_missing=True needs the SynthScenes `data_root`')
-            ensure_synth_data(data_root)
+            ensure_synth_data(data_root, **(synth_if_missing
+                                            if isinstance(synth_if_missing, dict) else {}))
         self.source_names = list(sources)
         self.source_tasks, self.datasets = {}, []
         for name, source in sources.items():

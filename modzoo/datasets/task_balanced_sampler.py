@@ -43,10 +43,15 @@ class TaskBalancedSampler(Sampler):
     keeping the r-th slice, so ranks see disjoint samples of the same task. Everything is a
     function of ``(seed, epoch)``: a resumed run that advances the loader by the trained
     steps continues exactly where it stopped.
+
+    ``batch_sizes`` (``{source name: batch size per rank}``) gives some sources their own
+    batch size (classification and detection batches differ by an order of magnitude);
+    the others use ``batch_size``, and an epoch has ``len(dataset) // (samples per step *
+    world_size)`` steps (the expected samples per step in 'one_source' mode).
     """
 
     def __init__(self, sampler, batch_size, weighting='uniform', temperature=2.0,
-                 drop_last=True, mode='one_source'):
+                 drop_last=True, mode='one_source', batch_sizes=None):
         if mode not in ('one_source', 'all_sources'):
             raise ValueError(f"TaskBalancedSampler mode must be 'one_source' or 'all_sources', "
                              f'got {mode!r}')
@@ -62,10 +67,16 @@ class TaskBalancedSampler(Sampler):
         self.world_size = getattr(sampler, 'world_size', 1)
         self.shuffle = getattr(sampler, 'shuffle', True)
         self.weights = source_weights(dataset.source_sizes(), weighting, temperature)
-        per_step = batch_size * self.world_size
-        if mode == 'all_sources':
-            per_step *= len(self.weights)
-        self.num_steps = len(dataset) // per_step
+        batch_sizes = dict(batch_sizes or {})
+        unknown = sorted(set(batch_sizes) - set(dataset.source_names))
+        if unknown:
+            raise KeyError(f'TaskBalancedSampler batch_sizes names sources {unknown}; the '
+                           f'dataset has {dataset.source_names}')
+        self.batch_sizes = [int(batch_sizes.get(name, batch_size))
+                            for name in dataset.source_names]
+        per_step = sum(self.batch_sizes) if mode == 'all_sources' else \
+            float(np.dot(self.weights, self.batch_sizes))
+        self.num_steps = int(len(dataset) // (per_step * self.world_size))
         if self.num_steps == 0:
             raise ValueError(f'dataset of {len(dataset)} samples is smaller than one step of '
                              f'batch_size {batch_size} x world_size {self.world_size}'
@@ -82,16 +93,19 @@ class TaskBalancedSampler(Sampler):
 
     def __iter__(self):
         epoch = int(getattr(self.sampler, 'epoch', 0))
-        step = self.batch_size * self.world_size
         streams = [self._stream(s, epoch) for s in range(len(self.weights))]
-        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+
+        def take(source):  # this rank's slice of the source's next step
+            size = self.batch_sizes[source]
+            chunk = [next(streams[source]) for _ in range(size * self.world_size)]
+            return chunk[self.rank * size:(self.rank + 1) * size]
+
         if self.mode == 'all_sources':
             for _ in range(self.num_steps):
-                yield [i for stream in streams for i in [next(stream) for _ in range(step)][mine]]
+                yield [i for source in range(len(streams)) for i in take(source)]
             return
         for source in self.source_sequence(epoch):
-            chunk = [next(streams[source]) for _ in range(step)]
-            yield chunk[mine]
+            yield take(source)
 
     def _stream(self, source, epoch):
         indices = np.asarray(self.dataset.source_range(source))

@@ -6,6 +6,7 @@ turns modzoo ``Features`` and ``TaskDataSample``s into their inputs and their ou
 ``InstanceData`` with mmdet's field names.
 """
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import List, Optional, Sequence
 
 import torch
@@ -31,6 +32,21 @@ RPN_DEFAULTS = dict(fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=2
 ROI_DEFAULTS = dict(fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=512,
                     positive_fraction=0.25, bbox_reg_weights=None, score_thresh=0.05,
                     nms_thresh=0.5, detections_per_img=100)
+
+
+@contextmanager
+def training_mode(module, mode: bool):
+    """Run ``module`` with its ``training`` flag set to ``mode``, restored afterwards.
+
+    torchvision's RPN and RoI heads choose between their training path (sampling, losses,
+    targets required) and their inference path by that flag alone.
+    """
+    was = module.training
+    module.train(mode)
+    try:
+        yield module
+    finally:
+        module.train(was)
 
 
 @MODELS.register_module()
@@ -135,11 +151,13 @@ class MaskRCNNHead(BaseModule):
     def loss(self, feats: Features, data_samples: List[TaskDataSample]) -> dict:
         """``loss``: the sum of torchvision's five Mask R-CNN losses, which are also returned
         (detached, for the log) as ``rpn_cls``, ``rpn_bbox``, ``rcnn_cls``, ``rcnn_bbox``,
-        ``mask``. Images without instances train as negatives."""
+        ``mask``. Images without instances train as negatives. The RPN and RoI heads take
+        their training path here also in eval mode (validation losses)."""
         pyramid, images, sizes = self._pyramid(feats, data_samples)
         targets = self._targets(data_samples, images.tensors.device)
-        proposals, rpn_losses = self.rpn(images, pyramid, targets)
-        _, roi_losses = self.roi_heads(pyramid, proposals, sizes, targets)
+        with training_mode(self.rpn, True), training_mode(self.roi_heads, True):
+            proposals, rpn_losses = self.rpn(images, pyramid, targets)
+            _, roi_losses = self.roi_heads(pyramid, proposals, sizes, targets)
         parts = dict(rpn_cls=rpn_losses['loss_objectness'],
                      rpn_bbox=rpn_losses['loss_rpn_box_reg'],
                      rcnn_cls=roi_losses['loss_classifier'],
@@ -160,12 +178,8 @@ class MaskRCNNHead(BaseModule):
         in training mode; gradients flow into ``mask_logits`` and ``embeddings``.
         """
         pyramid, images, sizes = self._pyramid(feats, data_samples)
-        rpn_mode = self.rpn.training
-        self.rpn.train(False)  # proposals without targets: the RPN's inference path
-        try:
+        with training_mode(self.rpn, False):  # proposals without targets
             boxes, _ = self.rpn(images, pyramid)
-        finally:
-            self.rpn.train(rpn_mode)
         heads = self.roi_heads
         box_feats = heads.box_head(heads.box_roi_pool(pyramid, boxes, sizes))
         logits, deltas = heads.box_predictor(box_feats)

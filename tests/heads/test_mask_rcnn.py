@@ -86,3 +86,15 @@ def test_bad_config_and_missing_gt():
     sample = TaskDataSample(metainfo=dict(img_shape=(64, 64), img_path='a.jpg'))
     with pytest.raises(KeyError, match="'gt_instances'.*a.jpg"):
         _head().loss(_feats(1), [sample])
+
+
+def test_loss_in_eval_mode_is_the_training_loss():
+    head = _head().eval()
+    samples = [_sample([[8, 8, 40, 30]], [2])]
+    feats = _feats(1)
+    torch.manual_seed(0)
+    in_eval = head.loss(feats, samples)
+    assert not head.rpn.training and not head.roi_heads.training  # restored
+    torch.manual_seed(0)
+    in_train = head.train().loss(feats, samples)
+    assert torch.equal(in_eval['loss'], in_train['loss'])
