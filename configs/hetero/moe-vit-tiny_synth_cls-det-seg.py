@@ -24,4 +24,5 @@ model = dict(backbone=dict(
     mi_weight=0.005,
 ))
 
-custom_hooks = [dict(type='RandomStateHook'), dict(type='ExpertUsageHook')]
+custom_hooks = [dict(type='RandomStateHook'), dict(type='ExpertUsageHook'),
+                dict(type='TaskVisualizationHook', interval=10)]

@@ -101,3 +101,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5),
 ]
+
+# every 10th val / test batch drawn (image, gt, predictions) into the work dir's vis_data
+visualizer = dict(type='TaskVisualizer', vis_backends=[dict(type='LocalVisBackend')])
+custom_hooks = [dict(type='RandomStateHook'), dict(type='TaskVisualizationHook', interval=10)]

@@ -9,6 +9,7 @@ from .loops import IncrementalLoop, IncrementalTestLoop
 from .optimizers import (LayerDecayOptimWrapperConstructor, MultiTaskOptimWrapper, TBGNAdamW,
                          check_weighting_sampler)
 from .task_check import check_tasks
+from .task_visualizer import TaskVisualizer
 
 __all__ = [
     'AtomicLocalBackend', 'SafeCheckpointHook', 'UnsafeCheckpointError', 'load_from_local',
@@ -17,5 +18,6 @@ __all__ = [
     'FullyShardedModel', 'fsdp_wrapper_cfg',
     'check_tasks', 'FreezeOptimWrapperConstructor', 'freeze', 'parameter_counts',
     'LayerDecayOptimWrapperConstructor', 'IncrementalLoop', 'IncrementalTestLoop',
-    'SampledTaskHook', 'TBGNAdamW', 'MultiTaskOptimWrapper', 'check_weighting_sampler'
+    'SampledTaskHook', 'TBGNAdamW', 'MultiTaskOptimWrapper', 'check_weighting_sampler',
+    'TaskVisualizer'
 ]

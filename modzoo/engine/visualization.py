@@ -1,5 +1,5 @@
-"""Dense predictions and TaskExpert gate maps of a few images as PNG (``tools/test.py
---show-dir``).
+"""Dense predictions, instances and TaskExpert gate maps of a few images as PNG
+(``tools/test.py --show-dir``).
 
 Each image runs through the model on its own (batch 1), so every gate map captured while it
 runs belongs to it. Everything is cropped to the image (``img_shape``): padding is not shown.
@@ -83,6 +83,18 @@ def _indices(dataset, num_images: int) -> List[int]:
     return list(range(min(num_images, len(dataset))))
 
 
+def draw_instances(image: np.ndarray, instances, dataset, task: str) -> np.ndarray:
+    """``instances`` drawn by a :class:`TaskVisualizer` over ``image`` (RGB uint8), with the
+    class names of the source of ``dataset`` that labels ``task``."""
+    from .task_visualizer import TaskVisualizer  # it draws with this module's palette
+    sources = getattr(dataset, 'metainfo', {}).get('sources', {})
+    classes = next((s.get('classes') for s in sources.values() if task in s.get('tasks', ())),
+                   None)
+    visualizer = TaskVisualizer.get_instance('modzoo_show_dir', classes=classes)
+    visualizer.classes = classes
+    return visualizer.draw_instances(image, instances)
+
+
 def _write(path: str, rgb: np.ndarray, written: list) -> None:
     mmcv.imwrite(np.ascontiguousarray(rgb[..., ::-1]), path)  # mmcv writes BGR
     written.append(path)
@@ -92,7 +104,8 @@ def show_dense_results(model, dataset, out_dir: str, num_images: int = 4) -> Lis
     """Save inputs, predictions, ground truth and gate maps of a few images of ``dataset``.
 
     For the first ``num_images`` images of each source, in ``out_dir/<source>_<image id>/``:
-    ``input.png``; for every task of the image whose head has a ``pred_key``:
+    ``input.png``; for every task of the image whose head has a ``pred_key`` (instances drawn by
+    ``TaskVisualizer``):
     ``<task>_pred.png`` and ``<task>_gt.png``; for every TaskExpert gate that ran:
     ``<task>_gates_layer<l>.png`` (``render_gates``; the last tile is the memory).
     Returns the paths written.
@@ -120,6 +133,12 @@ def show_dense_results(model, dataset, out_dir: str, num_images: int = 4) -> Lis
                     continue
                 gt, pred = sample.get(head.gt_key), sample.get(head.pred_key)
                 field = head.gt_key[len('gt_'):]
+                if field == 'instances':
+                    image = item['inputs'].permute(1, 2, 0).numpy()[:h, :w]
+                    for name, value in (('pred', pred), ('gt', gt)):
+                        _write(osp.join(folder, f'{task}_{name}.png'),
+                               draw_instances(image, value, dataset, task), written)
+                    continue
                 depth_max = float((pred if gt is None else gt).max()) if field == 'depth' \
                     else 1.0
                 for name, value in (('pred', pred), ('gt', gt)):

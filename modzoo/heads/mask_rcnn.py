@@ -80,6 +80,7 @@ class MaskRCNNHead(BaseModule):
         mask_thr: probability above which a pasted mask pixel is foreground.
     """
     gt_key = 'gt_instances'
+    pred_key = 'pred_instances'
 
     def __init__(self, num_classes: int, in_channels: int, neck: Optional[dict] = None,
                  channels: int = 256,

@@ -1,5 +1,6 @@
 """configs/hetero: the tiny ImageNet + COCO + ADE20K recipe trains (one process and two), the
 full-size configs build with the expected parameter counts and run."""
+import glob
 import os.path as osp
 
 import pytest
@@ -11,6 +12,7 @@ from mmengine.runner import Runner
 from mmengine.structures import InstanceData
 
 from modzoo.analysis import count_params
+from modzoo.engine.visualization import show_dense_results
 from modzoo.registry import MODELS
 from modzoo.structures import TaskDataSample
 
@@ -18,9 +20,11 @@ from tool_runner import REPO, run_tool
 
 HETERO = osp.join(REPO, 'configs', 'hetero')
 TINY = osp.join(HETERO, 'moe-vit-tiny_synth_cls-det-seg.py')
-# (total, backbone, det head); backbone = Mod-Squad's shared count + 3 tasks' routers
-FULL = {'moe-vit-s16_modsquad-twice_in1k-coco-ade20k.py': (76_770_643, 52_612_224, 22_749_269),
-        'moe-vit-b16_modsquad-twice_in1k-coco-ade20k.py': (228_096_307, 200_898_816,
+# (total, backbone, det head); backbone = the official Mod-Squad model's count for 3 tasks:
+# 52,398,720 shared + 3 x (71,424 router + 384 task embedding) for S/16,
+# 200,347,392 + 3 x (184,320 + 768) for B/16
+FULL = {'moe-vit-s16_modsquad-twice_in1k-coco-ade20k.py': (76_773_331, 52_614_144, 22_749_269),
+        'moe-vit-b16_modsquad-twice_in1k-coco-ade20k.py': (228_101_683, 200_902_656,
                                                            25_011_125)}
 SMALL_BACKBONE = dict(arch=dict(embed_dim=32, depth=2, num_heads=2), out_indices=(0, 1),
                       moa_experts=4, mlp_experts=4, mlp_top_k=2, drop_path_rate=0.0)
@@ -61,6 +65,7 @@ def test_tiny_config_trains_every_task_and_the_detection_loss_drops(tiny_synth, 
     cfg = small_cfg(tiny_synth, tmp_path)
     cfg.train_cfg.update(max_iters=24, val_interval=100)
     cfg.param_scheduler = []
+    cfg.custom_hooks[-1].interval = 2  # test batches 0, 2, 4: one of each source
     runner = Runner.from_cfg(cfg)
     dataset = runner.train_dataloader.dataset
     det = list(dataset.source_range(dataset.source_names.index('det')))[:2]
@@ -75,6 +80,13 @@ def test_tiny_config_trains_every_task_and_the_detection_loss_drops(tiny_synth, 
     assert after < 0.7 * before
     metrics = runner.test()
     assert {'cls/top1', 'det/bbox_mAP', 'det/segm_mAP', 'semseg/mIoU'} <= set(metrics)
+    # TaskVisualizationHook drew test batches; --show-dir draws the instances too
+    drawn = glob.glob(str(tmp_path / '**' / 'vis_image' / 'test_*.png'), recursive=True)
+    assert sorted(osp.basename(p).split('_')[1] for p in drawn) == ['cls', 'det', 'semseg']
+    written = show_dense_results(runner.model, runner.test_dataloader.dataset,
+                                 str(tmp_path / 'show'), 1)
+    assert {osp.basename(p) for p in written} >= {'det_pred.png', 'det_gt.png',
+                                                  'semseg_pred.png'}
 
 
 def test_tiny_config_two_processes(tiny_synth, tmp_path):
