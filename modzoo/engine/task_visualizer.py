@@ -3,6 +3,7 @@ from typing import Optional, Sequence
 
 import mmcv
 import numpy as np
+from mmengine.dist import master_only
 from mmengine.visualization import Visualizer
 
 from modzoo.registry import VISUALIZERS
@@ -81,6 +82,7 @@ class TaskVisualizer(Visualizer):
             drawn = (base * (1 - self.alpha) + drawn * self.alpha).astype(np.uint8)
         return drawn
 
+    @master_only  # mmengine draws on rank 0 only
     def add_datasample(self, name: str, image: np.ndarray, data_sample=None,
                        draw_gt: bool = True, draw_pred: bool = True, show: bool = False,
                        wait_time: float = 0, out_file: Optional[str] = None,
