@@ -168,7 +168,7 @@ def test_every_task_trains_under_bf16(synth):
     every loss down (AdamW here: the bf16 context, not TBGN's task bookkeeping, is tested)."""
     torch.manual_seed(0)
     cfg = tiny_cfg(synth)
-    cfg.optim_wrapper.optimizer = dict(type='AdamW', lr=1e-3, weight_decay=0.05)
+    cfg.optim_wrapper.optimizer = dict(type='AdamW', lr=2e-4, weight_decay=0.05)
     model = build(cfg)
     with DefaultScope.overwrite_default_scope('modzoo'):
         wrapper = build_optim_wrapper(model, amp_optim_wrapper(cfg.optim_wrapper, 'cpu'))
