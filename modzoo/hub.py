@@ -40,6 +40,8 @@ from mmengine.logging import print_log
 from tqdm import tqdm
 
 HASH_SUFFIX = re.compile(r'-([0-9a-f]{8,64})\.[^./]+$')
+SCHEMES = ('http://', 'https://', 'hf://', 'timm:', 'modzoo://')
+URL_SCHEME = re.compile(r'^([A-Za-z][A-Za-z0-9+.-]*)://')
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 30
 
@@ -54,6 +56,10 @@ class DownloadError(OSError):
 
 class HashMismatchError(ValueError):
     """A file's sha256 is not the expected one."""
+
+
+class UnsupportedSchemeError(ValueError):
+    """A source names a URL scheme the hub does not fetch (``ftp://``, ``s3://``, ``htps://``)."""
 
 
 def modzoo_home() -> str:
@@ -76,7 +82,9 @@ def resolve(source: str, sha256: Optional[str] = None, progress: bool = True) ->
         DownloadError: the server answered with an error or could not be reached.
         HashMismatchError: the file's sha256 differs from the expected one.
         KeyError: an unknown zoo name or timm model (the message lists the closest names).
+        UnsupportedSchemeError: ``source`` is a URL of another scheme (``ftp://``, ``s3://``).
     """
+    check_scheme(source)
     if source.startswith(('http://', 'https://')):
         return download(source, sha256, progress)
     if source.startswith('hf://'):
@@ -93,6 +101,16 @@ def resolve(source: str, sha256: Optional[str] = None, progress: bool = True) ->
     if os.sep in source or osp.splitext(source)[1]:
         raise WeightsNotFoundError(f'checkpoint file {source!r} does not exist')
     return _zoo_weights(source, sha256, progress)
+
+
+def check_scheme(source: str) -> None:
+    """Raise :class:`UnsupportedSchemeError` when ``source`` looks like a URL (``NAME://``) of a
+    scheme the hub does not fetch; the message lists those it does."""
+    match = URL_SCHEME.match(source)
+    if match and not source.startswith(SCHEMES):
+        raise UnsupportedSchemeError(
+            f'{source!r}: the scheme {match.group(1)}:// is not supported; weights can be a local '
+            f'path or start with {", ".join(SCHEMES)}')
 
 
 def download(url: str, sha256: Optional[str] = None, progress: bool = True) -> str:

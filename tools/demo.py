@@ -13,7 +13,7 @@ from mmengine.config import Config, DictAction
 from mmengine.device import get_device
 from mmengine.runner import Runner
 
-from modzoo.engine import check_tasks
+from modzoo.engine import check_tasks, check_types
 from modzoo.engine.optimizers import amp_optim_wrapper
 from modzoo.models.prior_baseline import PriorBaseline
 
@@ -48,6 +48,7 @@ def main():
             raise SystemExit(f'{args.config}: {error}') from None
     cfg.work_dir = args.work_dir or osp.join(
         'work_dirs', 'demo_' + osp.splitext(osp.basename(args.config))[0])
+    check_types(cfg, args.config)
     check_tasks(cfg)
     runner = Runner.from_cfg(cfg)
 

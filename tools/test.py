@@ -14,9 +14,11 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from modzoo.analysis import keep_task_data
-from modzoo.engine import check_tasks, init_distributed, use_safe_checkpoints, write_atomic
+from modzoo.engine import (check_tasks, check_types, init_distributed, use_safe_checkpoints,
+                           write_atomic)
 from modzoo.engine.visualization import show_dense_results
 from modzoo.evaluation import delta_m, load_metrics, metric_directions, primary_metric_keys
+from modzoo.hub import resolve
 
 
 def parse_args():
@@ -102,7 +104,9 @@ def merge_args(cfg, args):
 
 def main():
     args = parse_args()
+    args.checkpoint = resolve(args.checkpoint)  # a missing or mistyped checkpoint fails first
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_types(cfg, args.config)
     check_tasks(cfg)
     use_safe_checkpoints()
     init_distributed(cfg)

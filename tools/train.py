@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.device import get_device
 from mmengine.runner import Runner
 
-from modzoo.engine import (check_tasks, check_weighting_sampler, fsdp_wrapper_cfg,
+from modzoo.engine import (check_tasks, check_types, check_weighting_sampler, fsdp_wrapper_cfg,
                            init_distributed, use_safe_checkpoints)
 from modzoo.engine.optimizers import amp_optim_wrapper
 
@@ -92,6 +92,7 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_types(cfg, args.config)  # a mistyped type= fails here, before the Runner
     check_tasks(cfg)
     check_weighting_sampler(cfg)
     use_safe_checkpoints()

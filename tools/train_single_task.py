@@ -22,7 +22,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from modzoo.analysis import keep_task_data
-from modzoo.engine import check_tasks, init_distributed, use_safe_checkpoints, write_atomic
+from modzoo.engine import (check_tasks, check_types, init_distributed, use_safe_checkpoints,
+                           write_atomic)
 
 MERGED = 'single_task_metrics.json'
 
@@ -83,6 +84,7 @@ def main():
     work_dir = args.work_dir or osp.join('./work_dirs', f'{stem}_single_task')
     all_tasks = list(cfg.model.heads)
     tasks = args.tasks or all_tasks
+    check_types(cfg, args.config)
     configs = {task: single_task_config(cfg, task) for task in tasks}  # fail before training
     use_safe_checkpoints()
     init_distributed(cfg)

@@ -10,14 +10,15 @@ from .optimizers import (LayerDecayOptimWrapperConstructor, MultiTaskOptimWrappe
                          check_weighting_sampler)
 from .task_check import check_tasks
 from .task_visualizer import TaskVisualizer
+from .type_check import UnknownTypeError, check_types
 
 __all__ = [
     'AtomicLocalBackend', 'SafeCheckpointHook', 'UnsafeCheckpointError', 'load_from_local',
     'save_checkpoint_atomic', 'use_safe_checkpoints', 'write_atomic',
     'CPUAwareDistributedDataParallel', 'ddp_wrapper_cfg', 'init_distributed', 'RandomStateHook',
     'FullyShardedModel', 'fsdp_wrapper_cfg',
-    'check_tasks', 'FreezeOptimWrapperConstructor', 'freeze', 'parameter_counts',
-    'LayerDecayOptimWrapperConstructor', 'IncrementalLoop', 'IncrementalTestLoop',
-    'SampledTaskHook', 'TBGNAdamW', 'MultiTaskOptimWrapper', 'check_weighting_sampler',
-    'TaskVisualizer'
+    'check_tasks', 'check_types', 'UnknownTypeError', 'FreezeOptimWrapperConstructor', 'freeze',
+    'parameter_counts', 'LayerDecayOptimWrapperConstructor', 'IncrementalLoop',
+    'IncrementalTestLoop', 'SampledTaskHook', 'TBGNAdamW', 'MultiTaskOptimWrapper',
+    'check_weighting_sampler', 'TaskVisualizer'
 ]

@@ -11,7 +11,8 @@ loads or resumes):
   (safetensors, or ``torch.load(weights_only=True)``), so ``Runner.resume``, ``load_from``,
   ``mmengine.runner.load_checkpoint`` and ``init_cfg`` all read weights only. The
   ``torchvision://``, ``open-mmlab://`` ... schemes are refused: mmengine fetches them with
-  ``weights_only=False``.
+  ``weights_only=False``; so is any other unknown scheme (``ftp://``, ``htps://``), naming the
+  supported ones.
 * Saving. mmengine writes checkpoints through its ``'local'`` file backend; ``AtomicLocalBackend``
   replaces it, so every local ``put``/``put_text`` goes through ``write_atomic``: a temp file in
   the same directory, fsynced and ``os.replace``d into place. ``SafeCheckpointHook`` (use it in
@@ -34,7 +35,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from mmengine.utils import apply_to
 
-from modzoo.hub import resolve
+from modzoo.hub import check_scheme, resolve
 from modzoo.registry import HOOKS
 from modzoo.weights import (MMENGINE_MESSAGE_HUB_GLOBALS, UnsafeCheckpointError,  # noqa: F401
                             load_from_local)
@@ -56,6 +57,13 @@ def load_from_hub(source: str, map_location=None):
     if rank != 0:
         path = resolve(source, progress=False)  # cached by rank 0
     return load_from_local(path, map_location)
+
+
+def load_from_path(filename: str, map_location=None):
+    """mmengine's fallback loader: a local file (:func:`load_from_local`); a URL of a scheme
+    nobody registered (``ftp://``, a typo such as ``htps://``) is refused by name."""
+    check_scheme(filename)
+    return load_from_local(filename, map_location)
 
 
 def load_from_unsafe_scheme(filename: str, map_location=None):
@@ -195,7 +203,7 @@ def use_safe_checkpoints() -> None:
     """Make every checkpoint mmengine reads in this process weights-only, and every local file
     it writes atomic (see the module docstring). Idempotent; modzoo's tools call it, and
     ``SafeCheckpointHook`` does before each run."""
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_path, force=True)
     CheckpointLoader.register_scheme(prefixes=('http://', 'https://') + MODZOO_SCHEMES,
                                      loader=load_from_hub, force=True)
     CheckpointLoader.register_scheme(prefixes=UNSAFE_SCHEMES, loader=load_from_unsafe_scheme,

@@ -46,3 +46,12 @@ def load_tool(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_failing_tool(*args, timeout=120):
+    """Run a tools/ script that must fail; return its stdout + stderr."""
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode != 0, f'{args} did not fail:\n{proc.stdout[-4000:]}'
+    return proc.stdout + proc.stderr
