@@ -19,12 +19,18 @@ class UnknownTypeError(KeyError):
 
 def registered_names() -> set:
     """Every name a modzoo config can build: the modzoo registries (their modules imported)
-    and mmengine's root registries they fall back to."""
+    and mmengine's root registries (``FUNCTIONS`` holds ``pseudo_collate``)."""
+    import mmengine.dataset  # noqa: F401 (registers the collate functions)
+    import mmengine.registry
+
     names = set()
     for value in vars(registry).values():
         if isinstance(value, registry.ModzooRegistry):
             value.import_from_location()
             names.update(value._all_names())
+    for value in vars(mmengine.registry).values():
+        if isinstance(value, mmengine.registry.Registry):
+            names.update(value.module_dict)
     return names
 
 
