@@ -11,7 +11,10 @@ from modzoo.datasets.synth import generate_synth_scenes
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Generate the SynthScenes datasets')
-    parser.add_argument('--out', default='data/synth', help='output folder (must not exist)')
+    parser.add_argument('--out', default='data/synth',
+                        help='output folder: missing or empty (else see --overwrite)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace a non-empty --out once the new set is complete')
     parser.add_argument('--num-train', type=int, default=2000, help='training images')
     parser.add_argument('--num-val', type=int, default=400, help='validation images')
     parser.add_argument('--size', type=int, default=64, help='image side in pixels')
@@ -25,7 +28,8 @@ def main():
     args = parse_args()
     start = time.perf_counter()
     out = generate_synth_scenes(args.out, num_train=args.num_train, num_val=args.num_val,
-                                size=args.size, seed=args.seed, workers=args.workers)
+                                size=args.size, seed=args.seed, workers=args.workers,
+                                overwrite=args.overwrite)
     print(f'SynthScenes: {args.num_train} train + {args.num_val} val images of {args.size} px '
           f'written to {out} in {time.perf_counter() - start:.1f} s')
 

@@ -64,7 +64,7 @@ train_dataloader = dict(
     dataset=dict(
         type='MultiTaskDataset',
         data_root=data_root,
-        synth_if_missing=dict(size=128),
+        synth_if_missing=dict(root=data_root, size=128),
         sources=dict(
             cls=dict(tasks=['cls'], dataset=dict(**cls_data, split='train', pipeline=cls_train)),
             det=dict(tasks=['det'], dataset=dict(**det_data, split='train', pipeline=det_train)),
@@ -79,7 +79,7 @@ val_dataloader = dict(
     dataset=dict(
         type='MultiTaskDataset',
         data_root=data_root,
-        synth_if_missing=dict(size=128),
+        synth_if_missing=dict(root=data_root, size=128),
         sources=dict(
             cls=dict(tasks=['cls'], dataset=dict(**cls_data, split='val', pipeline=cls_val)),
             det=dict(tasks=['det'], dataset=dict(**det_data, split='val', pipeline=det_val)),

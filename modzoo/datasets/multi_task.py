@@ -5,7 +5,7 @@ import os.path as osp
 from mmengine.dataset import BaseDataset
 from torch.utils.data import Dataset
 
-from modzoo.datasets.synth.ensure import ensure_synth_data
+from modzoo.datasets.synth.ensure import DEFAULT_SYNTH_ROOT, ensure_synth_data
 from modzoo.registry import DATASETS
 
 
@@ -19,9 +19,13 @@ class MultiTaskDataset(Dataset):
             ADE20K for segmentation, ...) or several (NYUD-v2 for semseg, depth, normals).
         data_root (str, optional): folder that relative ``data_root`` values of the sources
             are joined to, so one override moves all of them.
-        synth_if_missing (bool | dict): ``data_root`` is a SynthScenes folder; render it on
-            first use when it does not exist (rank 0 renders, the other ranks wait). A dict
-            gives the generator's arguments, e.g. ``dict(size=128)``.
+        synth_if_missing (bool | str | dict): render SynthScenes into a missing ``data_root``
+            on first use (rank 0 renders, the other ranks wait), but only when ``data_root`` is
+            ``data/synth`` (True), the folder given here (a str marks that folder as
+            SynthScenes) or ``root`` of a dict, whose other keys are the generator's arguments
+            (``dict(root='data/synth128', size=128)``). Any other missing ``data_root`` (a
+            typo, real data not yet in place) raises ``FileNotFoundError`` naming each missing
+            source folder.
 
     Each item is the source dataset's item with ``data_samples.tasks`` set. The
     :class:`TaskBalancedSampler` draws every batch from one source.
@@ -33,8 +37,15 @@ class MultiTaskDataset(Dataset):
         if synth_if_missing:
             if data_root is None:
                 raise ValueError('synth_if_missing=True needs the SynthScenes `data_root`')
-            ensure_synth_data(data_root, **(synth_if_missing
-                                            if isinstance(synth_if_missing, dict) else {}))
+            options = dict(synth_if_missing) if isinstance(synth_if_missing, dict) else {}
+            render_at = options.pop('root', DEFAULT_SYNTH_ROOT)
+            if isinstance(synth_if_missing, str):
+                render_at = synth_if_missing
+            needed = [osp.join(data_root, source['dataset']['data_root'])
+                      for source in sources.values() if isinstance(source, dict)
+                      and isinstance(source.get('dataset'), dict)
+                      and 'data_root' in source['dataset']]
+            ensure_synth_data(data_root, render_at, needed, **options)
         self.source_names = list(sources)
         self.source_tasks, self.datasets = {}, []
         for name, source in sources.items():

@@ -1,6 +1,7 @@
 # Four heterogeneous SynthScenes datasets, each labelling one task:
 # ImageNet folders -> cls, ADE20K -> semseg, NYUD-v2 depth -> depth, VOC -> multilabel.
-# They are rendered into data/synth on first use. One override moves all of them:
+# They are rendered into data/synth on first use (nowhere else: a missing DIR is an error that
+# names the command, `python tools/make_synth_data.py --out DIR`). One override moves all of them:
 #   --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR
 _base_ = ['./synth_classes.py']
 

@@ -1,7 +1,7 @@
 # SynthScenes (64 px, 2000 train / 400 val) in the NYUD-v2 layout: the nyud.py protocol with
 # a 64x64 crop and canvas and the 13 SynthScenes semantic classes. Rendered into data/synth
 # on first use; `--cfg-options train_dataloader.dataset.data_root=DIR
-# val_dataloader.dataset.data_root=DIR` moves it.
+# val_dataloader.dataset.data_root=DIR` reads it from DIR (made by tools/make_synth_data.py).
 _base_ = ['./nyud.py', './synth_classes.py']
 
 data_root = 'data/synth'

@@ -49,12 +49,13 @@ def _check_count(name, value, minimum):
 
 
 def generate_synth_scenes(out, num_train=2000, num_val=400, size=64, seed=0, workers=None,
-                          progress=True):
+                          progress=True, overwrite=False):
     """Render ``num_train + num_val`` scenes of ``size`` px and write every format to ``out``.
 
     Files are written into ``<out>.tmp-<random>`` which is renamed to ``out`` at the end, so
-    an existing ``out`` is always complete. ``workers``: processes (default: all CPUs; 0 or
-    1 renders in this process). Returns ``out``.
+    an existing ``out`` is always complete. ``out`` may be missing or an empty folder; a
+    non-empty one is replaced only with ``overwrite`` (after the new set is complete).
+    ``workers``: processes (default: all CPUs; 0 or 1 renders in this process). Returns ``out``.
     """
     _check_count('num_train', num_train, 0)
     _check_count('num_val', num_val, 0)
@@ -65,9 +66,10 @@ def generate_synth_scenes(out, num_train=2000, num_val=400, size=64, seed=0, wor
     if num_train + num_val == 0:
         raise ValueError('generate_synth_scenes: num_train + num_val must be at least 1')
     out = osp.abspath(out)
-    if osp.exists(out):
-        raise FileExistsError(f'generate_synth_scenes: {out} already exists; remove it to '
-                              'generate SynthScenes there again')
+    replace = osp.exists(out) and not (osp.isdir(out) and not os.listdir(out))
+    if replace and not overwrite:
+        raise FileExistsError(f'generate_synth_scenes: {out} exists and is not empty; remove it '
+                              'or pass overwrite=True (--overwrite) to generate SynthScenes there')
     os.makedirs(osp.dirname(out), exist_ok=True)
     tmp = f'{out}.tmp-{secrets.token_hex(4)}'
     os.mkdir(tmp)
@@ -82,7 +84,16 @@ def generate_synth_scenes(out, num_train=2000, num_val=400, size=64, seed=0, wor
         else:
             records = [_write_one(job) for job in tqdm(jobs, **bar)]
         write_indexes(tmp, records)
-        os.rename(tmp, out)
+        if replace:  # the old set goes only once the new one is complete
+            old = f'{out}.old-{secrets.token_hex(4)}'
+            os.rename(out, old)
+            os.rename(tmp, out)
+            if osp.isdir(old):
+                shutil.rmtree(old)
+            else:
+                os.remove(old)
+        else:
+            os.rename(tmp, out)  # onto a missing or empty folder
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
