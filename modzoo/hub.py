@@ -11,7 +11,8 @@
 ``timm:ARCH.TAG``       the weights of a timm pretrained cfg: ``model.safetensors`` of its
                         Hugging Face repo, else its ``url``
 ``modzoo://NAME``       a zoo model (``configs/*/metafile.yml``): its ``Weights`` checked
-``NAME``                against its ``Sha256``
+``NAME``                against its ``Sha256``; without published weights, the newest
+                        checkpoint of ``work_dirs/NAME/`` (a run of its Reproduce command)
 ======================  =============================================================
 
 The expected sha256 is the caller's (``sha256=``), else the metafile's, else the ``-<hex>``
@@ -25,6 +26,7 @@ is deleted and :class:`HashMismatchError` names the URL and both hashes. With
 :class:`WeightsNotFoundError` saying where to put it. Loading the file is
 ``modzoo.weights``' job (weights only).
 """
+import glob
 import hashlib
 import logging
 import os
@@ -294,11 +296,35 @@ def _timm_weights(name: str, sha256: Optional[str], progress: bool) -> str:
 
 
 def _zoo_weights(name: str, sha256: Optional[str], progress: bool) -> str:
-    """The weights of zoo model ``name``, checked against its metafile ``Sha256``."""
+    """The weights of zoo model ``name``: its metafile ``Weights`` checked against its
+    ``Sha256``, else the newest checkpoint of a local run (:func:`local_run_checkpoint`)."""
     from modzoo.model_index import find_model
 
     info = find_model(name)
-    if not info.weights:
-        raise WeightsNotFoundError(f'zoo model {name!r} has no published weights; they are '
-                                   f'reproduced by: {info.reproduce}')
-    return resolve(info.weights, sha256 or info.sha256, progress)
+    if info.weights:
+        return resolve(info.weights, sha256 or info.sha256, progress)
+    repo = osp.dirname(osp.dirname(osp.dirname(info.metafile)))  # configs/<family>/metafile.yml
+    work_dirs = [osp.join('work_dirs', name), osp.join(repo, 'work_dirs', name)]
+    for work_dir in work_dirs:
+        path = local_run_checkpoint(work_dir)
+        if path is not None:
+            check_sha256(path, _expected(sha256, path), f'modzoo://{name}')
+            return path
+    raise WeightsNotFoundError(
+        f'zoo model {name!r} has no published weights and no checkpoint in '
+        f'{osp.join("work_dirs", name)}/; make it with: {info.train_command}')
+
+
+def local_run_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest checkpoint of a training run in ``work_dir``: the one its
+    ``last_checkpoint`` file names, else the newest ``*.pth``; None when there is none."""
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            path = f.read().strip()
+        if osp.isfile(path):
+            return path
+        if osp.isfile(osp.join(work_dir, osp.basename(path))):  # the run dir was moved
+            return osp.join(work_dir, osp.basename(path))
+    paths = glob.glob(osp.join(work_dir, '*.pth'))
+    return max(paths, key=osp.getmtime) if paths else None

@@ -32,8 +32,8 @@ def get_model(name: str,
         name: a name of :func:`list_models`.
         pretrained: False (weights as constructed; ``model.init_weights()`` applies the config's
             init, which may download its backbone checkpoint), True (the metafile's Weights,
-            sha256-checked) or any source :func:`modzoo.hub.resolve` takes (a path, URL,
-            ``hf://``, ``timm:`` or zoo name).
+            sha256-checked, else the newest checkpoint of ``work_dirs/NAME/``) or any source
+            :func:`modzoo.hub.resolve` takes (a path, URL, ``hf://``, ``timm:`` or zoo name).
         strict: with False, a checkpoint whose keys do not all fit loads what fits.
         device: where the model goes.
         **overrides: merged into the config's ``model`` dict, e.g.
@@ -44,12 +44,8 @@ def get_model(name: str,
     if overrides:
         cfg.merge_from_dict(dict(model=overrides))
     model = MODELS.build(cfg.model)
-    if pretrained is True:
-        if not info.weights:
-            raise FileNotFoundError(f"zoo model '{name}' has no published weights; make them with "
-                                    f'`{info.train_command}` and pass the checkpoint as '
-                                    'pretrained=PATH')
-        load_weights(model, info.weights, strict=strict, sha256=info.sha256)
+    if pretrained is True:  # published weights, else the newest local run (modzoo.hub)
+        load_weights(model, f'modzoo://{name}', strict=strict)
     elif pretrained:
         load_weights(model, pretrained, strict=strict)
     model.cfg = cfg

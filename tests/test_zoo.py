@@ -1,6 +1,7 @@
 """The zoo API on a metafile written by the test: list_models, get_model, inference."""
 import functools
 import hashlib
+import os
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -138,8 +139,24 @@ def test_pretrained_true_fetches_and_verifies_the_metafile_weights(configs, serv
 def test_pretrained_true_without_weights_names_the_command(configs):
     with pytest.raises(FileNotFoundError, match='python tools/train.py configs/tiny/tiny.py'):
         modzoo.get_model('tiny_two-task', pretrained=True)
-    with pytest.raises(WeightsNotFoundError, match='reproduced by: python tools/train.py'):
+    with pytest.raises(WeightsNotFoundError, match='no checkpoint in work_dirs/tiny_two-task/; '
+                                                   'make it with: python tools/train.py'):
         resolve('tiny_two-task')
+
+
+def test_a_zoo_name_without_weights_reads_the_newest_local_run(configs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / 'work_dirs' / 'tiny_two-task'
+    source = modzoo.get_model('tiny_two-task')
+    save_checkpoint_atomic(dict(state_dict=source.state_dict()), str(run / 'iter_4.pth'))
+    save_checkpoint_atomic(dict(state_dict={}), str(run / 'iter_2.pth'))
+    (run / 'last_checkpoint').write_text(str(run / 'iter_4.pth'))
+    assert resolve('modzoo://tiny_two-task') == str(run / 'iter_4.pth')
+    model = modzoo.get_model('tiny_two-task', pretrained=True)
+    torch.testing.assert_close(model.state_dict(), source.state_dict())
+    (run / 'last_checkpoint').unlink()
+    os.utime(run / 'iter_2.pth', (0, 2e9))  # the newest file when no pointer says otherwise
+    assert os.path.samefile(resolve('modzoo://tiny_two-task'), run / 'iter_2.pth')
 
 
 def test_mismatched_checkpoint_lists_keys_by_module_unless_not_strict(configs, tmp_path):

@@ -15,7 +15,9 @@ class_mask = split_classes(_base_.synth_voc_classes, **class_split)
 epochs_per_task = 5
 batch_size = 32
 
-pretrained_vit = 'work_dirs/vit-tiny-d6-p8_synth-imagenet_pretrain/iter_800.pth'
+# a zoo reference: published weights, else the newest checkpoint of
+# work_dirs/vit-tiny-d6-p8_synth-imagenet_pretrain/, else an error naming the command to run
+pretrained_vit = 'modzoo://vit-tiny-d6-p8_synth-imagenet_pretrain'
 # the same frozen ViT as a modzoo backbone, for the linear-probe baselines
 frozen_vit = dict(type='ViT', arch=dict(embed_dim=192, depth=6, num_heads=3), img_size=64,
                   patch_size=8, init_cfg=dict(type='Pretrained', prefix='backbone.',

@@ -6,7 +6,7 @@
 # Inputs are RGB scaled to [0, 1] and not normalised, as MULTI-LANE feeds its ViT.
 #   python tools/train.py configs/multilane/vit-tiny-d6-p8_synth-imagenet_pretrain.py
 # writes work_dirs/vit-tiny-d6-p8_synth-imagenet_pretrain/iter_800.pth, which the tiny
-# MULTI-LANE configs load (model.pretrained).
+# MULTI-LANE configs load as modzoo://vit-tiny-d6-p8_synth-imagenet_pretrain (model.pretrained).
 _base_ = [
     '../_base_/datasets/synth_classes.py',
     '../_base_/schedules/adamw_cosine_iter.py',
