@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test demo data
+.PHONY: install test lint demo data
 
 install: $(INSTALLED)
 
@@ -14,6 +14,9 @@ $(INSTALLED): setup.py
 
 test: install
 	$(PYTHON) -m pytest -q -n 2 --durations=15 tests
+
+lint: install
+	$(PYTHON) -m flake8 modzoo tools tests setup.py
 
 demo: install
 	$(PYTHON) tools/demo.py configs/quickstart/vit-tiny_synth_mtl.py

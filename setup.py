@@ -4,6 +4,7 @@ setup(
     name='modzoo',
     version='0.1.0',
     description='A modular multi-task vision model zoo',
+    license='Apache-2.0',
     packages=find_packages(include=['modzoo', 'modzoo.*']),
     python_requires='>=3.9',
     install_requires=[
@@ -11,7 +12,7 @@ setup(
         'torchvision>=0.16',
         'mmengine==0.10.7',
         'mmcv-lite==2.2.0',
-        'timm>=1.0.9',
+        'timm>=1.0.9,<2',  # ViT uses VisionTransformer._pos_embed (private)
         'fvcore>=0.1.5.post20221221',
         'pycocotools>=2.0.7',
         'einops>=0.7',
@@ -32,7 +33,8 @@ setup(
         'roberta': ['transformers>=4.40'],
         # tools/deploy/export.py --format onnx, onnxruntime in tools/analysis/benchmark_inference.py
         'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
-        'test': ['pytest>=7.4', 'pytest-xdist>=3.3', 'scikit-learn>=1.3', 'tokenizers>=0.15',
+        'test': ['pytest>=7.4', 'pytest-xdist>=3.3', 'flake8>=7.0', 'scikit-learn>=1.3',
+                 'tokenizers>=0.15',
                  'pycocoevalcap>=1.2', 'transformers>=4.40',
                  'onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
     },
