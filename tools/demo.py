@@ -3,10 +3,15 @@
 ``python tools/demo.py configs/quickstart/vit-tiny_synth_mtl.py`` (what ``make demo`` runs)
 generates the data when missing, trains, evaluates on the validation sets and prints one row
 per metric: the trained model beside :class:`PriorBaseline` (majority class, mean depth, ...).
+The console shows only the progress (data generation, training with its ETA, evaluation) and
+the table; the whole log (config, environment, optimizer groups) goes to a file in the work
+dir, whose path is printed (``--verbose`` shows everything).
 """
 import argparse
 import json
+import logging
 import os.path as osp
+import re
 import time
 
 from mmengine.config import Config, DictAction
@@ -25,7 +30,30 @@ def parse_args():
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--amp', action='store_true',
                         help='train in mixed precision, as tools/train.py --amp')
+    parser.add_argument('--verbose', action='store_true',
+                        help='print the whole log (config, environment, ...) to the console')
     return parser.parse_args()
+
+
+class ProgressOnly(logging.Filter):
+    """Console filter: the train/val progress lines (``Iter(train) [50/600] ... eta: ...``),
+    the SynthScenes generation notice and warnings."""
+    PROGRESS = re.compile(r'(Iter|Epoch)\((train|val|test)\)|SynthScenes')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or bool(self.PROGRESS.match(record.getMessage()))
+
+
+class QuietRunner(Runner):
+    """A Runner whose console shows only what :class:`ProgressOnly` lets through; its log
+    file (``log_dir/<timestamp>.log``) keeps everything."""
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.FileHandler):
+                handler.addFilter(ProgressOnly())
+        return logger
 
 
 def evaluate_baseline(runner, baseline):
@@ -50,7 +78,8 @@ def main():
         'work_dirs', 'demo_' + osp.splitext(osp.basename(args.config))[0])
     check_types(cfg, args.config)
     check_tasks(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = (Runner if args.verbose else QuietRunner).from_cfg(cfg)
+    log_file = osp.join(runner.log_dir, f'{runner.timestamp}.log')
 
     start = time.perf_counter()
     runner.train()
@@ -61,7 +90,7 @@ def main():
     baseline_metrics = evaluate_baseline(runner, baseline)
 
     print(f'\nTrained {cfg.train_cfg.max_iters} iterations in {train_seconds:.0f} s '
-          f'(work dir: {cfg.work_dir})\n')
+          f'(work dir: {cfg.work_dir}; full log: {log_file})\n')
     print(f'{"metric":<28}{"model":>10}{"prior baseline":>16}')
     for key in sorted(model_metrics):
         prior = baseline_metrics.get(key, float('nan'))

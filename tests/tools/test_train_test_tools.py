@@ -90,8 +90,14 @@ def test_demo_prints_every_metric_beside_the_prior(tmp_path, tiny_synth):
         report = json.load(f)
     assert set(report) == {'train_seconds', 'amp', 'model', 'prior_baseline'}
     assert report['amp'] is bool(amp)
+    # a quiet console: progress and the table; the config and environment go to the log file
+    log_file = proc.stdout.split('full log: ')[1].split(')')[0]
+    with open(log_file) as f:
+        log = f.read()
+    assert 'Config:' in log and 'Config:' not in proc.stdout
+    assert 'Iter(train) [2/2]' in proc.stdout and len(proc.stdout.splitlines()) < 40
     if amp:
-        assert "type='BF16OptimWrapper'" in proc.stdout + proc.stderr
+        assert "type='BF16OptimWrapper'" in log
     assert {'cls/top1', 'semseg/mIoU', 'depth/rmse', 'multilabel/mAP'} <= set(report['model'])
     rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()
             if line.split() and line.split()[0] in report['model']}
