@@ -26,10 +26,11 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs and results')
-    parser.add_argument('--out', help='write the metrics (or predictions) to this .json file')
+    parser.add_argument('--out', help='write the metrics to this .json file (unlike mmpretrain, '
+                                      'whose --out holds predictions: see --out-item)')
     parser.add_argument('--out-item', choices=['metrics', 'pred'], default='metrics',
-                        help="what --out holds: 'metrics' or the raw predictions ('pred', "
-                             'a .pkl file)')
+                        help="what --out holds: 'metrics' (default) or the raw predictions "
+                             "('pred', a .pkl file, as mmpretrain's --out)")
     parser.add_argument('--baselines', nargs='+', metavar='JSON',
                         help='single-task metrics files; adds Δm (in percent) to the output')
     parser.add_argument('--delta-m-keys', nargs='+', metavar='KEY',
