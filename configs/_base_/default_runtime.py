@@ -15,6 +15,10 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
 )
 
+# LocalVisBackend writes <work_dir>/<timestamp>/vis_data/scalars.json, which
+# tools/analysis/plot_curves.py plots. For TensorBoard as well (pip install tensorboard):
+#   vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+# or --cfg-options "visualizer.vis_backends=[dict(type='LocalVisBackend'),dict(type='TensorboardVisBackend')]"
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 
