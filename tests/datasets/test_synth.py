@@ -399,7 +399,7 @@ def test_classes_json_and_config_match_the_generator(synth):
 
 def test_output_is_atomic_and_arguments_are_checked(synth, tmp_path, monkeypatch):
     root, _ = synth
-    with pytest.raises(FileExistsError, match='already exists'):
+    with pytest.raises(FileExistsError, match='exists and is not empty'):
         generate_synth_scenes(root, 1, 1, size=SIZE, workers=1, progress=False)
     with pytest.raises(ValueError, match='num_train'):
         generate_synth_scenes(str(tmp_path / 'x'), num_train=-1, progress=False)
