@@ -105,7 +105,7 @@ train_cfg = dict(max_iters=4, val_interval=100)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=4))
 ''')
     run_tool('tools/train.py', str(path), '--work-dir', str(tmp_path / 'work'), '--launcher',
-             'pytorch', nproc=2)
+             'pytorch', '--no-validate', nproc=2)
     assert (tmp_path / 'work' / 'iter_4.pth').is_file()
 
 

@@ -261,11 +261,12 @@ def test_flop_handles_and_active_params():
     routers = 2 * 32 * 8  # one task's router rows in each layer
     assert active_params(moe, 'a') == count_params(moe) - 6 * experts - routers
     assert active_params(dense, 'a') - 2 * 32 * 2 == active_params(moe, 'a') - routers
-    # the k active experts cost one dense MLP: only the routers differ (5 tokens, 2 layers)
+    # the k active experts cost one dense MLP: only the routers and the combine's [S, E] gate
+    # matrix times the experts' output biases grow with E (5 tokens, 2 layers, each S x E x D)
     img = torch.randn(1, 3, 16, 16)
     moe, dense = (MoEViT(**dict(kwargs, tasks=['a']), mlp_experts=e, mlp_top_k=2)
                   for e in (8, 2))
-    assert count_flops(moe, (img, )) - count_flops(dense, (img, )) == 2 * 5 * 32 * (8 - 2)
+    assert count_flops(moe, (img, )) - count_flops(dense, (img, )) == 2 * (2 * 5 * 32 * (8 - 2))
     router = moe.blocks[0].mlp.router  # counting leaves the usage alone
     assert router.usage.sum() == 0 and router.usage_ema.sum() == 0
 
