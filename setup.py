@@ -26,6 +26,7 @@ setup(
         'tqdm>=4.65',
         'scipy>=1.10',
         'scikit-image>=0.21',  # boundary odsF: BSDS thinning
+        'pillow',  # image files in tools/infer.py, fewshot.py and the predictions writers
     ],
     extras_require={
         # Uni-Perceiver v2: BPE tokenizer training, caption metrics; RoBERTa text encoder
