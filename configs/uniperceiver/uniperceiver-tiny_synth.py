@@ -8,7 +8,7 @@ _base_ = ['../_base_/datasets/synth_hetero.py', '../_base_/schedules/adamw_cosin
           '../_base_/default_runtime.py']
 
 data_root = 'data/synth'
-embed_dims = 128
+embed_dim = 128
 
 model = dict(
     type='UniPerceiver',
@@ -32,9 +32,9 @@ model = dict(
     tokenizer=dict(type='BPETokenizer', vocab_file=f'{data_root}/coco/annotations/bpe_400.json',
                    captions=f'{data_root}/coco/annotations/captions_train2017.json',
                    vocab_size=400, max_length=32, synth_root=data_root),
-    text_encoder=dict(type='TransformerTextEncoder', embed_dims=128, depth=2, num_heads=4,
+    text_encoder=dict(type='TransformerTextEncoder', embed_dim=128, depth=2, num_heads=4,
                       max_length=32),
-    decoder=dict(type='UnifiedDecoder', embed_dims=embed_dims, depth=2, num_heads=4, drop=0.0,
+    decoder=dict(type='UnifiedDecoder', embed_dim=embed_dim, depth=2, num_heads=4, drop=0.0,
                  moe=dict(num_experts=4, top_k=2), attr_dims=32),
     heads=dict(
         cls=dict(type='UPClassificationHead', class_names={{_base_.synth_voc_classes}}),

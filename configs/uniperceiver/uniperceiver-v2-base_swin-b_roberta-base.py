@@ -26,7 +26,7 @@ model = dict(
     tokenizer=dict(type='BPETokenizer', vocab_file='hf://FacebookAI/roberta-base/tokenizer.json',
                    max_length=64),
     text_encoder=dict(type='RobertaTextEncoder', model='FacebookAI/roberta-base'),
-    decoder=dict(type='UnifiedDecoder', embed_dims=768, depth=6, num_heads=12, drop=0.1,
+    decoder=dict(type='UnifiedDecoder', embed_dim=768, depth=6, num_heads=12, drop=0.1,
                  moe=dict(num_experts=8, top_k=2, hidden_dims=3072), attr_dims=64),
     heads=dict(
         # class names: the dataset's (ImageNet-1k, COCO); set them with the data config

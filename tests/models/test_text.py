@@ -46,7 +46,7 @@ def test_bpe_errors_name_the_file(tmp_path):
 
 def test_causal_text_encoder_sees_only_the_past():
     torch.manual_seed(0)
-    enc = TransformerTextEncoder(vocab_size=50, embed_dims=32, depth=2, num_heads=4,
+    enc = TransformerTextEncoder(vocab_size=50, embed_dim=32, depth=2, num_heads=4,
                                  max_length=8).eval()
     ids = torch.randint(4, 50, (2, 6))
     mask = torch.ones_like(ids, dtype=torch.bool)

@@ -29,7 +29,7 @@ def test_caption_mask_image_visible_to_all_text_causal():
 
 def test_decoder_causal_text_and_padding():
     torch.manual_seed(0)
-    dec = UnifiedDecoder(embed_dims=32, depth=2, num_heads=4, drop=0.0).eval()
+    dec = UnifiedDecoder(embed_dim=32, depth=2, num_heads=4, drop=0.0).eval()
     tokens = torch.randn(2, 5, 32)
     types = ['global', 'global', 'text', 'text', 'text']
     valid = torch.ones(2, 5, dtype=torch.bool)
@@ -52,7 +52,7 @@ def test_decoder_causal_text_and_padding():
 
 def test_attribute_routing_sends_equal_attributes_to_equal_experts():
     torch.manual_seed(0)
-    dec = UnifiedDecoder(embed_dims=32, depth=1, num_heads=4, drop=0.0,
+    dec = UnifiedDecoder(embed_dim=32, depth=1, num_heads=4, drop=0.0,
                          moe=dict(num_experts=4, top_k=1, balance_weight=0.01), attr_dims=8)
     tokens = torch.randn(3, 4, 32)
     out, aux = dec(tokens, ['global'] * 2 + ['region'] * 2, torch.ones(3, 4, dtype=torch.bool),
@@ -68,9 +68,9 @@ def test_attribute_routing_sends_equal_attributes_to_equal_experts():
 
 def test_global_and_region_tokens():
     torch.manual_seed(0)
-    glob = GlobalImageTokens(in_channels=16, embed_dims=24, num_pools=3, num_heads=4)
+    glob = GlobalImageTokens(in_channels=16, embed_dim=24, num_pools=3, num_heads=4)
     assert glob(Features((torch.randn(2, 16, 4, 5), ))).shape == (2, 3 + 20, 24)
-    region = RegionTokens(in_channels=10, embed_dims=24, num_freqs=4)
+    region = RegionTokens(in_channels=10, embed_dim=24, num_freqs=4)
     props = [InstanceData(bboxes=torch.tensor([[0., 0., 32., 16.], [8., 8., 16., 16.]]),
                           embeddings=torch.randn(2, 10), mask_logits=torch.randn(2, 28, 28)),
              InstanceData(bboxes=torch.zeros(0, 4), embeddings=torch.zeros(0, 10),

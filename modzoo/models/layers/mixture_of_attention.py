@@ -29,7 +29,7 @@ class MixtureOfAttentionHeads(nn.Module):
     projection.
 
     Args:
-        embed_dims: token width D.
+        embed_dim: token width D.
         num_experts: E attention experts.
         num_heads: heads per token k (the router's top-k).
         head_dims: d (default D // num_heads; the Mod-Squad "twice" models use 2D // heads).
@@ -49,7 +49,7 @@ class MixtureOfAttentionHeads(nn.Module):
     export_dispatch = False
 
     def __init__(self,
-                 embed_dims: int,
+                 embed_dim: int,
                  num_experts: int = 24,
                  num_heads: int = 12,
                  head_dims: Optional[int] = None,
@@ -69,18 +69,18 @@ class MixtureOfAttentionHeads(nn.Module):
                  prob_floor: float = 0.0,
                  expert_init: str = 'timm'):
         super().__init__()
-        self.router = TaskRouter(embed_dims, num_experts, num_heads, tasks, shared_router,
+        self.router = TaskRouter(embed_dim, num_experts, num_heads, tasks, shared_router,
                                  renormalize, noisy_gating, init_std=router_init_std,
                                  prob_floor=prob_floor)
         self.aux_loss = MoEAuxLoss(self.router.num_tasks, num_experts, mi_weight,
                                    balance_weight, z_weight, mi_momentum)
         self.num_experts = num_experts
         self.num_heads = num_heads
-        self.head_dims = head_dims or embed_dims // num_heads
+        self.head_dims = head_dims or embed_dim // num_heads
         self.capacity_factor = capacity_factor
-        self.q_weight = nn.Parameter(torch.empty(num_experts, embed_dims, self.head_dims))
-        self.out_weight = nn.Parameter(torch.empty(num_experts, self.head_dims, embed_dims))
-        self.kv = nn.Linear(embed_dims, 2 * self.head_dims, bias=kv_bias)
+        self.q_weight = nn.Parameter(torch.empty(num_experts, embed_dim, self.head_dims))
+        self.out_weight = nn.Parameter(torch.empty(num_experts, self.head_dims, embed_dim))
+        self.kv = nn.Linear(embed_dim, 2 * self.head_dims, bias=kv_bias)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
         self.expert_init = expert_init

@@ -43,7 +43,7 @@ class MoEMlp(nn.Module):
     H = 4D / k, so the k active experts cost as much as one dense MLP of hidden 4D.
 
     Args:
-        embed_dims: token width D.
+        embed_dim: token width D.
         num_experts: E.
         top_k: experts per token k.
         hidden_dims: expert hidden width H (default 4 * D // k).
@@ -65,7 +65,7 @@ class MoEMlp(nn.Module):
     export_dispatch = False
 
     def __init__(self,
-                 embed_dims: int,
+                 embed_dim: int,
                  num_experts: int = 16,
                  top_k: int = 2,
                  hidden_dims: Optional[int] = None,
@@ -84,7 +84,7 @@ class MoEMlp(nn.Module):
                  expert_init: str = 'timm',
                  router_dims: Optional[int] = None):
         super().__init__()
-        self.router = TaskRouter(router_dims or embed_dims, num_experts, top_k, tasks,
+        self.router = TaskRouter(router_dims or embed_dim, num_experts, top_k, tasks,
                                  shared_router, renormalize, noisy_gating,
                                  init_std=router_init_std, prob_floor=prob_floor)
         self.aux_loss = MoEAuxLoss(self.router.num_tasks, num_experts, mi_weight,
@@ -92,11 +92,11 @@ class MoEMlp(nn.Module):
         self.num_experts = num_experts
         self.top_k = top_k
         self.capacity_factor = capacity_factor
-        hidden_dims = hidden_dims or 4 * embed_dims // top_k
-        self.fc1_weight = nn.Parameter(torch.empty(num_experts, embed_dims, hidden_dims))
+        hidden_dims = hidden_dims or 4 * embed_dim // top_k
+        self.fc1_weight = nn.Parameter(torch.empty(num_experts, embed_dim, hidden_dims))
         self.fc1_bias = nn.Parameter(torch.zeros(num_experts, hidden_dims))
-        self.fc2_weight = nn.Parameter(torch.empty(num_experts, hidden_dims, embed_dims))
-        self.fc2_bias = nn.Parameter(torch.zeros(num_experts, embed_dims))
+        self.fc2_weight = nn.Parameter(torch.empty(num_experts, hidden_dims, embed_dim))
+        self.fc2_bias = nn.Parameter(torch.zeros(num_experts, embed_dim))
         self.act = nn.GELU()
         self.drop = nn.Dropout(drop)
         self.expert_init = expert_init
@@ -150,12 +150,12 @@ class MoEMlp(nn.Module):
         The routers are left as they are.
         """
         fc1, fc2 = mlp.fc1, mlp.fc2
-        num_experts, embed_dims, hidden = self.fc1_weight.shape
+        num_experts, embed_dim, hidden = self.fc1_weight.shape
         dense_hidden = fc1.weight.shape[0]
-        if fc1.weight.shape[1] != embed_dims or fc2.weight.shape != (embed_dims, dense_hidden):
+        if fc1.weight.shape[1] != embed_dim or fc2.weight.shape != (embed_dim, dense_hidden):
             raise ValueError(f'cannot upcycle a dense MLP with fc1 {tuple(fc1.weight.shape)} '
                              f'and fc2 {tuple(fc2.weight.shape)} into experts of width '
-                             f'{embed_dims} -> {hidden} -> {embed_dims}')
+                             f'{embed_dim} -> {hidden} -> {embed_dim}')
         if dense_hidden % hidden:
             raise ValueError(f'the dense hidden size {dense_hidden} must be a multiple of the '
                              f'expert hidden size {hidden} to split it among the experts')

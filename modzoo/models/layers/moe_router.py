@@ -78,7 +78,7 @@ class TaskRouter(nn.Module):
     """Top-k gate with one router per task.
 
     Args:
-        embed_dims: token width D.
+        embed_dim: token width D.
         num_experts: number of experts E.
         top_k: experts per token k (1 <= k <= E).
         tasks: number of tasks or their names; ``forward(x, task)`` picks the router by
@@ -106,7 +106,7 @@ class TaskRouter(nn.Module):
     """
 
     def __init__(self,
-                 embed_dims: int,
+                 embed_dim: int,
                  num_experts: int,
                  top_k: int,
                  tasks: Union[int, Sequence[str]] = 1,
@@ -129,8 +129,8 @@ class TaskRouter(nn.Module):
         self.noise_eps = noise_eps
         self.prob_floor = prob_floor
         num_routers = 1 if shared else len(self.task_names)
-        self.weight = nn.Parameter(torch.empty(num_routers, num_experts, embed_dims))
-        self.noise_weight = (nn.Parameter(torch.empty(num_routers, num_experts, embed_dims))
+        self.weight = nn.Parameter(torch.empty(num_routers, num_experts, embed_dim))
+        self.noise_weight = (nn.Parameter(torch.empty(num_routers, num_experts, embed_dim))
                              if noisy_gating else None)
         self.register_buffer('usage', torch.zeros(len(self.task_names), num_experts,
                                                   dtype=torch.long))

@@ -68,7 +68,7 @@ class RobertaTextEncoder(BaseModule):
         with open(roberta_file(model, 'config.json')) as f:
             config = transformers.RobertaConfig(**json.load(f), attn_implementation='sdpa')
         self.roberta = transformers.RobertaModel(config, add_pooling_layer=False)
-        self.embed_dims = config.hidden_size
+        self.embed_dim = config.hidden_size
         self.max_length = config.max_position_embeddings - config.pad_token_id - 1
         if vocab_size is not None and vocab_size != config.vocab_size:
             raise ValueError(f'RobertaTextEncoder: the tokenizer has {vocab_size} tokens but '

@@ -20,26 +20,26 @@ class TransformerTextEncoder(BaseModule):
     Args:
         vocab_size: size of the tokenizer's vocabulary (the model fills it in from its
             tokenizer when left None).
-        embed_dims: width C.
+        embed_dim: width C.
         depth, num_heads, mlp_ratio, drop: pre-norm Transformer blocks.
         max_length: number of learned positions.
     """
 
-    def __init__(self, vocab_size: Optional[int] = None, embed_dims: int = 256, depth: int = 2,
+    def __init__(self, vocab_size: Optional[int] = None, embed_dim: int = 256, depth: int = 2,
                  num_heads: int = 4, mlp_ratio: float = 4.0, max_length: int = 64,
                  drop: float = 0.0, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if vocab_size is None:
             raise ValueError('TransformerTextEncoder needs vocab_size (the tokenizer\'s)')
-        self.embed_dims = embed_dims
+        self.embed_dim = embed_dim
         self.max_length = max_length
-        self.token_embed = nn.Embedding(vocab_size, embed_dims)
-        self.pos_embed = nn.Parameter(torch.zeros(1, max_length, embed_dims))
-        layer = nn.TransformerEncoderLayer(embed_dims, num_heads, int(embed_dims * mlp_ratio),
+        self.token_embed = nn.Embedding(vocab_size, embed_dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, max_length, embed_dim))
+        layer = nn.TransformerEncoderLayer(embed_dim, num_heads, int(embed_dim * mlp_ratio),
                                            drop, activation='gelu', batch_first=True,
                                            norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(embed_dims)
+        self.norm = nn.LayerNorm(embed_dim)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.token_embed.weight, std=0.02)
 

@@ -30,18 +30,18 @@ class DecoderLayer(nn.Module):
     The FFN is an MLP, or with ``moe`` an :class:`MoEMlp` whose router sees each token's
     attribute embedding (attribute-level conditional MoE)."""
 
-    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float, drop: float,
+    def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float, drop: float,
                  moe: Optional[dict], attr_dims: int):
         super().__init__()
-        self.attn = nn.MultiheadAttention(embed_dims, num_heads, dropout=drop, batch_first=True)
-        self.norm1 = nn.LayerNorm(embed_dims)
-        self.norm2 = nn.LayerNorm(embed_dims)
+        self.attn = nn.MultiheadAttention(embed_dim, num_heads, dropout=drop, batch_first=True)
+        self.norm1 = nn.LayerNorm(embed_dim)
+        self.norm2 = nn.LayerNorm(embed_dim)
         self.drop = nn.Dropout(drop)
-        hidden = int(embed_dims * mlp_ratio)
+        hidden = int(embed_dim * mlp_ratio)
         self.moe = moe is not None
-        self.ffn = (MoEMlp(embed_dims, **{**dict(hidden_dims=hidden), **moe},
+        self.ffn = (MoEMlp(embed_dim, **{**dict(hidden_dims=hidden), **moe},
                            router_dims=attr_dims, drop=drop) if self.moe
-                    else Mlp(embed_dims, hidden, drop=drop))
+                    else Mlp(embed_dim, hidden, drop=drop))
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor], padding: Tensor,
                 attributes: Optional[Tensor]):
@@ -69,23 +69,23 @@ class UnifiedDecoder(BaseModule):
     attribute routing: tokens with the same attributes take the same experts).
 
     Args:
-        embed_dims, depth, num_heads, mlp_ratio, drop: BERT-base shape by default but 6
+        embed_dim, depth, num_heads, mlp_ratio, drop: BERT-base shape by default but 6
             layers, as Uni-Perceiver v2.
         moe: None for dense FFNs, else :class:`MoEMlp` arguments (``num_experts``,
             ``top_k``, ``balance_weight`` ...), used in every layer.
         attr_dims: width of the attribute embedding the routers read.
     """
 
-    def __init__(self, embed_dims: int = 768, depth: int = 6, num_heads: int = 12,
+    def __init__(self, embed_dim: int = 768, depth: int = 6, num_heads: int = 12,
                  mlp_ratio: float = 4.0, drop: float = 0.1, moe: Optional[dict] = None,
                  attr_dims: int = 64, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        self.embed_dims = embed_dims
-        self.spe = nn.Parameter(torch.zeros(1, 1, embed_dims))
-        self.type_embed = nn.Embedding(len(TOKEN_TYPES), embed_dims)
-        self.norm_in = nn.LayerNorm(embed_dims)
+        self.embed_dim = embed_dim
+        self.spe = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.type_embed = nn.Embedding(len(TOKEN_TYPES), embed_dim)
+        self.norm_in = nn.LayerNorm(embed_dim)
         self.layers = nn.ModuleList(
-            DecoderLayer(embed_dims, num_heads, mlp_ratio, drop, moe, attr_dims)
+            DecoderLayer(embed_dim, num_heads, mlp_ratio, drop, moe, attr_dims)
             for _ in range(depth))
         self.moe = moe is not None
         if self.moe:   # attribute embeddings: token type, task family, input or target

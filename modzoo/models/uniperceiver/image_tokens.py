@@ -24,20 +24,20 @@ class GlobalImageTokens(BaseModule):
     one of its h*w positions becomes a token too (``flatten=False`` keeps the pools only).
 
     Args:
-        in_channels: C.  embed_dims: decoder width D.  num_pools: M'.
+        in_channels: C.  embed_dim: decoder width D.  num_pools: M'.
         num_heads: heads of the pools (must divide C).
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, num_pools: int = 1,
+    def __init__(self, in_channels: int, embed_dim: int, num_pools: int = 1,
                  num_heads: int = 8, flatten: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if in_channels % num_heads:
             raise ValueError(f'GlobalImageTokens: num_heads {num_heads} must divide '
                              f'in_channels {in_channels}')
         self.in_channels = in_channels
-        self.pool = AttentionPoolLatent(in_channels, embed_dims, num_heads=num_heads,
+        self.pool = AttentionPoolLatent(in_channels, embed_dim, num_heads=num_heads,
                                         latent_len=num_pools, pool_type='')
-        self.proj = nn.Linear(in_channels, embed_dims) if flatten else None
+        self.proj = nn.Linear(in_channels, embed_dim) if flatten else None
 
     def forward(self, feats: Features) -> Tensor:
         """-> [B, M' + h*w, D] (or [B, M', D] without ``flatten``)."""
@@ -73,18 +73,18 @@ class RegionTokens(BaseModule):
     (28 in the paper), flattened, then a linear layer.
 
     Args:
-        in_channels: width of ``proposal.embeddings``.  embed_dims: decoder width D.
+        in_channels: width of ``proposal.embeddings``.  embed_dim: decoder width D.
         num_freqs: box encoding frequencies.  mask_size: pooled mask side.
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, num_freqs: int = 8,
+    def __init__(self, in_channels: int, embed_dim: int, num_freqs: int = 8,
                  mask_size: int = 28, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.num_freqs = num_freqs
         self.mask_size = mask_size
-        self.sem = nn.Linear(in_channels, embed_dims)
-        self.box = nn.Linear(8 * num_freqs, embed_dims)
-        self.mask = nn.Linear(mask_size * mask_size, embed_dims)
+        self.sem = nn.Linear(in_channels, embed_dim)
+        self.box = nn.Linear(8 * num_freqs, embed_dim)
+        self.mask = nn.Linear(mask_size * mask_size, embed_dim)
 
     def forward(self, proposals: List[InstanceData],
                 sizes: Sequence[Tuple[int, int]]) -> Tuple[Tensor, Tensor]:

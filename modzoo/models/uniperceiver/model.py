@@ -44,9 +44,9 @@ class UniPerceiver(MultiTaskModel):
         tokenizer: tokenizer cfg (TASK_UTILS, e.g. :class:`BPETokenizer`).
         text_encoder: text encoder cfg; its ``vocab_size`` is filled in from the tokenizer.
         decoder: :class:`UnifiedDecoder` cfg.
-        global_tokens: :class:`GlobalImageTokens` cfg (``embed_dims`` filled in), or None.
+        global_tokens: :class:`GlobalImageTokens` cfg (``embed_dim`` filled in), or None.
         proposal_head: class-agnostic proposal head cfg, or None (no region tokens).
-        region_tokens: :class:`RegionTokens` cfg (``embed_dims`` filled in).
+        region_tokens: :class:`RegionTokens` cfg (``embed_dim`` filled in).
     """
 
     def __init__(self, backbone: dict, heads: dict, tokenizer: dict, text_encoder: dict,
@@ -61,17 +61,17 @@ class UniPerceiver(MultiTaskModel):
         self.text_encoder = MODELS.build(
             {**dict(vocab_size=self.tokenizer.vocab_size), **text_encoder})
         self.decoder = MODELS.build(decoder)
-        dims = self.decoder.embed_dims
-        self.text_proj = nn.Linear(self.text_encoder.embed_dims, dims)
+        dims = self.decoder.embed_dim
+        self.text_proj = nn.Linear(self.text_encoder.embed_dim, dims)
         self.global_tokens = None if global_tokens is None else \
-            MODELS.build({**global_tokens, 'embed_dims': dims})
+            MODELS.build({**global_tokens, 'embed_dim': dims})
         self.proposal_head = self.region_tokens = None
         if proposal_head is not None:
             if region_tokens is None:
                 raise ValueError('UniPerceiver: proposal_head needs region_tokens (RegionTokens '
                                  'cfg with the proposals\' embedding width as in_channels)')
             self.proposal_head = MODELS.build(proposal_head)
-            self.region_tokens = MODELS.build({**region_tokens, 'embed_dims': dims})
+            self.region_tokens = MODELS.build({**region_tokens, 'embed_dim': dims})
         self.out_proj = nn.Sequential(nn.LayerNorm(dims), nn.Linear(dims, dims))
         self._cache = {}
         for task, head in self.heads.items():

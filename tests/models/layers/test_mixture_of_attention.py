@@ -110,6 +110,6 @@ def test_bf16_autocast():
 
 
 def test_build_from_registry():
-    moa = MODELS.build(dict(type='MixtureOfAttentionHeads', embed_dims=16, num_experts=4,
+    moa = MODELS.build(dict(type='MixtureOfAttentionHeads', embed_dim=16, num_experts=4,
                             num_heads=2))
     assert isinstance(moa, MixtureOfAttentionHeads)

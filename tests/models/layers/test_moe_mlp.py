@@ -132,5 +132,5 @@ def test_bf16_autocast_and_params():
 
 
 def test_build_from_registry():
-    moe = MODELS.build(dict(type='MoEMlp', embed_dims=16, num_experts=4, top_k=2))
+    moe = MODELS.build(dict(type='MoEMlp', embed_dim=16, num_experts=4, top_k=2))
     assert isinstance(moe, MoEMlp)
