@@ -3,15 +3,16 @@ import bisect
 import os.path as osp
 
 from mmengine.dataset import BaseDataset
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset
 
 from modzoo.datasets.synth.ensure import DEFAULT_SYNTH_ROOT, ensure_synth_data
 from modzoo.registry import DATASETS
 
 
 @DATASETS.register_module()
-class MultiTaskDataset(Dataset):
-    """Concatenates datasets ("sources") and tags every sample with the tasks its source labels.
+class MultiTaskDataset(ConcatDataset):
+    """Concatenates datasets ("sources", a torch ``ConcatDataset``) and tags every sample with
+    the tasks its source labels.
 
     Args:
         sources (dict): ``name -> dict(tasks=[task names], dataset=dataset cfg or object)``.
@@ -47,7 +48,7 @@ class MultiTaskDataset(Dataset):
                       and 'data_root' in source['dataset']]
             ensure_synth_data(data_root, render_at, needed, **options)
         self.source_names = list(sources)
-        self.source_tasks, self.datasets = {}, []
+        self.source_tasks, datasets = {}, []
         for name, source in sources.items():
             if not isinstance(source, dict) or 'tasks' not in source or 'dataset' not in source:
                 raise ValueError(f"source '{name}' must be dict(tasks=[...], dataset=...), "
@@ -61,12 +62,8 @@ class MultiTaskDataset(Dataset):
             if len(dataset) == 0:
                 raise ValueError(f"source '{name}' ({type(dataset).__name__}) is empty")
             self.source_tasks[name] = tuple(source['tasks'])
-            self.datasets.append(dataset)
-        self.cumulative_sizes = []
-        total = 0
-        for dataset in self.datasets:
-            total += len(dataset)
-            self.cumulative_sizes.append(total)
+            datasets.append(dataset)
+        super().__init__(datasets)  # self.datasets, self.cumulative_sizes
 
     @property
     def tasks(self):
@@ -90,13 +87,11 @@ class MultiTaskDataset(Dataset):
     def locate(self, idx):
         """Global index -> (source index, index inside that source)."""
         if idx < 0:
+            if -idx > len(self):
+                raise IndexError(f'index {idx} is out of range for {len(self)} samples')
             idx += len(self)
         source_idx = bisect.bisect_right(self.cumulative_sizes, idx)
-        start = self.cumulative_sizes[source_idx - 1] if source_idx > 0 else 0
-        return source_idx, idx - start
-
-    def __len__(self):
-        return self.cumulative_sizes[-1]
+        return source_idx, idx - (self.cumulative_sizes[source_idx - 1] if source_idx else 0)
 
     def __getitem__(self, idx):
         source_idx, local_idx = self.locate(idx)
