@@ -20,7 +20,7 @@ from mmengine.runner import Runner
 
 from modzoo.engine import check_tasks, check_types
 from modzoo.engine.optimizers import amp_optim_wrapper
-from modzoo.models.prior_baseline import PriorBaseline
+from modzoo.evaluation import PriorBaseline
 
 
 def parse_args():
