@@ -1,18 +1,15 @@
 # (a) Fine-tune an extracted expert sub-network on a new task, training only the routers and
 # the new head (Mod-Squad main_pru_tuning.py, with the experts really frozen: requires_grad
 # False; the reference's module-level flag freezes nothing). The sub-network is the 'cls'
-# experts of moe-vit-tiny_synth_hetero.py; the new task is multi-label classification on the
-# SynthScenes VOC set, which the MoE model never saw. Make the sub-network first:
-#   python tools/train.py configs/moe_vit/moe-vit-tiny_synth_hetero.py
-#   python tools/extract.py configs/moe_vit/moe-vit-tiny_synth_hetero.py \
-#       work_dirs/moe-vit-tiny_synth_hetero/iter_600.pth --task cls \
-#       --out work_dirs/moe-vit-tiny_synth_hetero/extract_cls --usage-rule total
-# (the README's figures were measured on the sub-network of the total usage counts)
+# experts of moe-vit-tiny_synth_hetero.py (moe-vit-tiny_synth_hetero_extract-cls.py: its
+# expert counts and weights come from modzoo://moe-vit-tiny_synth_hetero_extract-cls); the
+# new task is multi-label classification on the SynthScenes VOC set, which the MoE model never
+# saw. Make the sub-network first (the commands of moe-vit-tiny_synth_hetero_extract-cls.py:
+# train, then tools/extract.py --usage-rule total, the rule the README's figures used), then
 #   python tools/train.py configs/finetune/moe_routers-head_extract-cls_synth-voc.py
-# The extracted config (below) sets load_from to the extracted checkpoint; the task's router
-# starts from the 'cls' router. The optimizer constructor logs the trainable parameter count.
-_base_ = ['../../work_dirs/moe-vit-tiny_synth_hetero/extract_cls/'
-          'moe-vit-tiny_synth_hetero_cls.py']
+# The task's router starts from the 'cls' router. The optimizer constructor logs the trainable
+# parameter count.
+_base_ = ['./moe-vit-tiny_synth_hetero_extract-cls.py']
 
 model = dict(
     backbone=dict(tasks=['multilabel']),

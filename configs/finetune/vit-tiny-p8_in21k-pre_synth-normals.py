@@ -4,8 +4,9 @@
 # model never saw, trained on SynthScenes in the NYUD-v2 layout. Everything is fine-tuned; the
 # optimizer constructor logs the trainable and total parameter counts when training starts.
 #   python tools/train.py configs/finetune/vit-tiny-p8_in21k-pre_synth-normals.py
-# Start from the quickstart model's backbone instead (train it first):
-#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/vit-tiny_synth_mtl/iter_600.pth
+# Start from the quickstart model's backbone instead (train it first; the zoo name reads the
+# newest checkpoint of work_dirs/vit-tiny_synth_mtl/):
+#   --cfg-options model.backbone.init_cfg.checkpoint=modzoo://vit-tiny_synth_mtl
 #                 model.backbone.init_cfg.prefix=backbone.
 _base_ = [
     '../_base_/models/vit-tiny-p8_64px.py',

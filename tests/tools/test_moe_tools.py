@@ -16,10 +16,12 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner, load_checkpoint
 from timm.layers import Attention
 
+from modzoo import model_index
 from modzoo.analysis import (FLOP_HANDLES, active_params, count_flops, count_params,
                              expand_model, extract_task, keep_task_data, select_experts)
 from modzoo.engine import check_tasks, save_checkpoint_atomic
 from modzoo.engine.hooks import ExpertUsageHook
+from modzoo.hub import WeightsNotFoundError
 from modzoo.models.backbones.moe_vit import MoEViT
 from modzoo.registry import MODELS
 from modzoo.structures import TaskDataSample
@@ -314,35 +316,75 @@ def test_tiny_config_trains_tests_and_saves_usage(tiny_synth, tmp_path):
         assert list(layers) == ['backbone.blocks.0.attn', 'backbone.blocks.1.mlp']
 
 
-@pytest.mark.parametrize('recipe, moving', [
-    ('moe_routers-head_extract-cls_synth-voc.py', ('router.weight', 'heads.')),
-    ('moe_experts_extract-cls_synth-voc.py',
-     ('router.weight', 'heads.', 'fc1_', 'fc2_', 'q_weight', 'out_weight')),
-])
-def test_finetune_recipes_move_only_what_they_train(recipe, moving, tiny_synth, tmp_path):
-    # the recipe reads the extracted sub-network at ../../work_dirs/... from its folder
+EXTRACTED = 'moe-vit-tiny_synth_hetero_extract-cls'
+# recipe -> the parameters it trains
+FINETUNE = {'moe_routers-head_extract-cls_synth-voc.py': ('router.weight', 'heads.'),
+            'moe_experts_extract-cls_synth-voc.py':
+                ('router.weight', 'heads.', 'fc1_', 'fc2_', 'q_weight', 'out_weight')}
+
+
+@pytest.fixture
+def fresh_checkout(tmp_path, monkeypatch):
+    """A copy of configs/ as the zoo (no work_dirs beside it) and tmp_path as the cwd."""
+    shutil.copytree(CONFIGS, tmp_path / 'repo' / 'configs', ignore=shutil.ignore_patterns('*.png'))
+    monkeypatch.setattr(model_index, 'CONFIGS_DIR', str(tmp_path / 'repo' / 'configs'))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / 'repo' / 'configs' / 'finetune'
+
+
+@pytest.mark.parametrize('recipe', [f'{EXTRACTED}.py', *FINETUNE])
+def test_finetune_configs_on_a_fresh_checkout_name_the_commands(recipe, fresh_checkout):
+    cfg = Config.fromfile(str(fresh_checkout / recipe))  # no generated file as _base_
+    with pytest.raises(WeightsNotFoundError) as error:
+        MODELS.build(cfg.model)
+    assert f"zoo model '{EXTRACTED}' has no published weights and no checkpoint in " \
+           f'work_dirs/{EXTRACTED}/; make it with: python tools/train.py ' \
+           'configs/moe_vit/moe-vit-tiny_synth_hetero.py && python tools/extract.py ' in \
+           str(error.value)
+
+
+def test_extracted_config_is_the_one_extract_writes():
+    cfg = Config.fromfile(MOE_TINY)
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    usage = {f'backbone.{name}': torch.ones(4, layer.num_experts)
+             for name, layer in model.backbone.moe_layers()}
+    written, _, _ = extract_task(model, cfg, 'cls', usage)
+    ours = Config.fromfile(osp.join(CONFIGS, 'finetune', f'{EXTRACTED}.py'))
+    assert ours.load_from == ours.model.backbone.pop('experts_from') == f'modzoo://{EXTRACTED}'
+    for key in ('moa_experts', 'mlp_experts'):  # read from the checkpoint instead
+        written.model.backbone.pop(key)
+        ours.model.backbone.pop(key)
+    for key in ('model', 'train_dataloader', 'val_dataloader', 'test_dataloader',
+                'val_evaluator', 'test_evaluator'):
+        assert ours[key] == written[key], key
+
+
+@pytest.mark.parametrize('recipe', list(FINETUNE))
+def test_finetune_recipes_read_the_local_run_and_move_only_what_they_train(
+        recipe, tiny_synth, fresh_checkout):
     cfg = small_cfg()
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).eval()
     model(torch.randn(1, 3, 16, 16), [TaskDataSample(metainfo=dict(tasks=('cls', )))])
-    sub_cfg, state, _ = extract_task(model, cfg, 'cls')
-    out = tmp_path / 'work_dirs' / 'moe-vit-tiny_synth_hetero' / 'extract_cls'
-    sub_cfg.load_from = str(out / 'moe-vit-tiny_synth_hetero_cls.pth')
-    save_checkpoint_atomic(dict(state_dict=state), sub_cfg.load_from)
-    sub_cfg.dump(str(out / 'moe-vit-tiny_synth_hetero_cls.py'))
-    (tmp_path / 'configs' / 'finetune').mkdir(parents=True)
-    for name in {recipe, 'moe_routers-head_extract-cls_synth-voc.py'}:
-        shutil.copy(osp.join(CONFIGS, 'finetune', name), tmp_path / 'configs' / 'finetune')
+    _, state, kept = extract_task(model, cfg, 'cls')
+    # what tools/extract.py --out work_dirs/<name> writes: its newest checkpoint is the zoo model
+    save_checkpoint_atomic(dict(state_dict=state), f'work_dirs/{EXTRACTED}/cls.pth')
 
-    ft = Config.fromfile(str(tmp_path / 'configs' / 'finetune' / recipe))
-    ft.model.heads.multilabel.in_channels = 32
+    ft = Config.fromfile(str(fresh_checkout / recipe))
+    ft.model.backbone.update(arch=dict(embed_dim=32, depth=2, num_heads=2), out_indices=(1, ),
+                             mlp_top_k=2)
+    for head in ft.model.heads.values():
+        head.in_channels = 32
     for split in ('train', 'val', 'test'):
         ft[f'{split}_dataloader'].update(num_workers=0, persistent_workers=False, batch_size=4)
         ft[f'{split}_dataloader'].dataset.data_root = tiny_synth
     ft.train_cfg.update(max_iters=2, val_interval=100)
     ft.param_scheduler = []
-    ft.work_dir = str(tmp_path / 'ft')
+    ft.work_dir = 'ft'
     runner = Runner.from_cfg(ft)
+    assert [layer.num_experts for _, layer in runner.model.backbone.moe_layers()] == \
+        [len(experts) for experts in kept.values()]
     start = {}
 
     class Snapshot(Hook):  # the weights after load_from, before the first step
@@ -353,8 +395,11 @@ def test_finetune_recipes_move_only_what_they_train(recipe, moving, tiny_synth, 
     runner.register_hook(Snapshot(), 'LOWEST')
     runner.train()
     for name, param in runner.model.named_parameters():
+        if name.startswith('backbone.'):  # load_from read the sub-network
+            assert torch.equal(start[name], state[name]), name
         moved = not torch.equal(param, start[name])
-        assert moved == (any(key in name for key in moving) and param.requires_grad), name
+        assert moved == (any(key in name for key in FINETUNE[recipe]) and param.requires_grad), \
+            name
 
 
 def test_extraction_reads_the_moving_average_by_default():

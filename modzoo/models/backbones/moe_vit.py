@@ -13,11 +13,13 @@ Modularity, all configured when the model is built (so a config rebuilds it):
 * ``init_cfg=dict(type='Pretrained', checkpoint=...)`` upcycles a dense timm ViT
   checkpoint (:meth:`MoEViT.upcycle`);
 * per-layer expert counts (``moa_experts=[...]``) describe an extracted sub-network
-  (``tools/extract.py``);
+  (``tools/extract.py``); ``experts_from=SOURCE`` reads them from its checkpoint, so a
+  config of the sub-network is the source config plus that key;
 * ``frozen_tasks`` + ``new_experts`` describe a model expanded with new tasks
   (:mod:`modzoo.analysis.expansion`): the old tasks route among the old experts only, and
   nothing they compute with gets a gradient.
 """
+import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -32,6 +34,7 @@ from modzoo.models.layers.moe_mlp import MoEMlp
 from modzoo.models.layers.moe_router import record_once, resolve_tasks
 from modzoo.registry import MODELS
 from modzoo.structures import Features
+from modzoo.weights import load_state_dict
 from .vit import ARCHS, ViT
 
 
@@ -84,6 +87,9 @@ MOE_DEFAULTS = dict(head_dims=None, moa_layers=None, mlp_layers=None, moa_expert
 # The parameters of a MoE layer whose first axis runs over the experts.
 EXPERT_PARAMS = {MoEMlp: ('fc1_weight', 'fc1_bias', 'fc2_weight', 'fc2_bias'),
                  MixtureOfAttentionHeads: ('q_weight', 'out_weight')}
+# The key of an expert parameter [E, ...] per MoE layer, in a backbone's or a whole model's
+# state dict: its first axis counts the layer's experts.
+EXPERT_KEY = re.compile(r'^(?:backbone\.)?blocks\.(\d+)\.(attn\.q_weight|mlp\.fc1_weight)$')
 
 
 def expert_param_names(layer: nn.Module) -> Tuple[str, ...]:
@@ -106,6 +112,28 @@ def _resolve_arch(arch: Union[str, dict], overrides: dict) -> Tuple[dict, dict]:
     moe = {**MOE_DEFAULTS, **{k: v for k, v in arch.items() if k in MOE_DEFAULTS},
            **{k: v for k, v in overrides.items() if v is not None}}
     return size, moe
+
+
+def checkpoint_experts(source: str) -> dict:
+    """``dict(moa_layers, moa_experts, mlp_layers, mlp_experts)`` of the MoEViT weights of
+    ``source`` (any source :func:`modzoo.weights.load_state_dict` takes: a path, a
+    ``modzoo://`` name ...): the blocks whose attention / MLP is a MoE layer and each one's
+    expert count, e.g. those of a sub-network that ``tools/extract.py`` wrote."""
+    counts = dict(attn={}, mlp={})
+    for key, value in load_state_dict(source).items():
+        match = EXPERT_KEY.match(key)
+        if match:
+            counts[match.group(2).split('.')[0]][int(match.group(1))] = value.shape[0]
+    if not counts['attn'] and not counts['mlp']:
+        raise ValueError(f'experts_from={source!r}: the checkpoint has no MoE layer (no '
+                         'blocks.N.attn.q_weight or blocks.N.mlp.fc1_weight, under backbone. '
+                         'or not)')
+    plan = {}
+    for kind, layers in (('moa', counts['attn']), ('mlp', counts['mlp'])):
+        plan[f'{kind}_layers'] = sorted(layers)
+        # no layer of this kind: the preset's count applies to none
+        plan[f'{kind}_experts'] = [layers[i] for i in sorted(layers)] or None
+    return plan
 
 
 def _per_layer(value, layers: List[int], name: str) -> List[int]:
@@ -191,6 +219,11 @@ class MoEViT(ViT):
             :func:`~modzoo.models.layers.moe_mlp.init_experts`.
         mi_weight, balance_weight, z_weight, mi_momentum: auxiliary losses, see
             :class:`MoEAuxLoss`.
+        experts_from: a checkpoint (a path or any weights source, e.g.
+            ``modzoo://NAME``) whose MoE layers set ``moa_layers``, ``mlp_layers``,
+            ``moa_experts`` and ``mlp_experts`` (:func:`checkpoint_experts`), overriding those
+            of ``arch`` and the arguments: the shape of an extracted sub-network. Only the
+            shape: its weights load with ``load_from`` (or ``init_cfg``).
         frozen_tasks, new_experts: expansion. The last ``new_experts`` experts of every MoE
             layer were added for the tasks not in ``frozen_tasks``. Frozen tasks route among
             the other experts only, and nothing they compute with gets a gradient: the
@@ -229,7 +262,12 @@ class MoEViT(ViT):
                  router_init_std: float = 0.02,
                  frozen_tasks: Sequence[str] = (),
                  new_experts: int = 0,
+                 experts_from: Optional[str] = None,
                  **kwargs):
+        if experts_from is not None:
+            plan = checkpoint_experts(experts_from)
+            moa_layers, moa_experts = plan['moa_layers'], plan['moa_experts']
+            mlp_layers, mlp_experts = plan['mlp_layers'], plan['mlp_experts']
         size, moe = _resolve_arch(arch, dict(
             head_dims=head_dims, moa_layers=moa_layers, mlp_layers=mlp_layers,
             moa_experts=moa_experts, mlp_experts=mlp_experts, mlp_top_k=mlp_top_k,
@@ -363,7 +401,8 @@ class MoEViT(ViT):
                     f'checkpoint {name} routes {have[0]} task(s) over {have[1]} experts, but '
                     f'the config builds {want[0]} task(s) {list(self.task_names)} over '
                     f'{want[1]} experts (MoEViT tasks / moa_experts / mlp_experts); an '
-                    'extracted or expanded checkpoint loads with the config written beside it')
+                    'extracted or expanded checkpoint loads with the config written beside it, '
+                    'or give the config experts_from=<the checkpoint>')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---------------------------------------------------------------- freezing
