@@ -11,8 +11,9 @@ from mmengine.config import Config, DictAction
 from mmengine.device import get_device
 from mmengine.runner import Runner
 
-from modzoo.engine import (check_tasks, check_types, check_weighting_sampler, fsdp_wrapper_cfg,
-                           init_distributed, use_safe_checkpoints)
+from modzoo.engine import (check_tasks, check_types, check_weighting_sampler,
+                           check_weighting_strategy, fsdp_wrapper_cfg, init_distributed,
+                           use_safe_checkpoints)
 from modzoo.engine.optimizers import amp_optim_wrapper
 
 
@@ -95,6 +96,7 @@ def main():
     check_types(cfg, args.config)  # a mistyped type= fails here, before the Runner
     check_tasks(cfg)
     check_weighting_sampler(cfg)
+    check_weighting_strategy(cfg)
     use_safe_checkpoints()
     init_distributed(cfg)
     runner = Runner.from_cfg(cfg)

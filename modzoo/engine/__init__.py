@@ -7,7 +7,7 @@ from .freeze import FreezeOptimWrapperConstructor, freeze, parameter_counts
 from .hooks import RandomStateHook, SampledTaskHook
 from .loops import IncrementalLoop, IncrementalTestLoop
 from .optimizers import (LayerDecayOptimWrapperConstructor, MultiTaskOptimWrapper, TBGNAdamW,
-                         check_weighting_sampler)
+                         check_weighting_sampler, check_weighting_strategy)
 from .task_check import check_tasks
 from .task_visualizer import TaskVisualizer
 from .type_check import UnknownTypeError, check_types
@@ -20,5 +20,5 @@ __all__ = [
     'check_tasks', 'check_types', 'UnknownTypeError', 'FreezeOptimWrapperConstructor', 'freeze',
     'parameter_counts', 'LayerDecayOptimWrapperConstructor', 'IncrementalLoop',
     'IncrementalTestLoop', 'SampledTaskHook', 'TBGNAdamW', 'MultiTaskOptimWrapper',
-    'check_weighting_sampler', 'TaskVisualizer'
+    'check_weighting_sampler', 'check_weighting_strategy', 'TaskVisualizer'
 ]

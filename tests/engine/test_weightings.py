@@ -6,9 +6,9 @@ import torch
 from modzoo.engine.weightings.solvers import min_norm_weights, nash_weights
 from modzoo.registry import WEIGHTINGS
 
-GRADIENT_METHODS = ['PCGrad', 'GradVac', 'CAGrad', 'MGDA', 'IMTL', 'NashMTL', 'AlignedMTL',
-                    'GradNorm', 'DBMTL', 'FMTL']
-LOSS_METHODS = ['EW', 'UW', 'DWA', 'RLW', 'GLS', 'FAMO']
+GRADIENT_METHODS = ['PCGrad', 'GradVac', 'CAGrad', 'MGDA', 'IMTLG', 'IMTL', 'NashMTL',
+                    'AlignedMTL', 'GradNorm', 'DBMTL', 'FMTL', 'MGDAUB']
+LOSS_METHODS = ['EW', 'UW', 'DWA', 'RLW', 'GLS', 'FAMO', 'IMTLL']
 
 
 def build(name, num_tasks=2, **kwargs):
@@ -45,6 +45,49 @@ def test_mgda_min_norm_of_three_gradients_is_the_hull_point_nearest_zero():
     torch.testing.assert_close(out, torch.tensor([1.0, 0.5]))
 
 
+def test_mgda_ub_weights_from_the_representation_gram_matrix():
+    # dL/dZ rows (1, 0) and (0, 2): the min-norm point gamma = 4/5 as for MGDA on parameters
+    z = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    w = build('MGDAUB')
+    torch.testing.assert_close(w.combine(z, torch.ones(2)), torch.tensor([0.8, 0.4]))
+    torch.testing.assert_close(w.weights(torch.ones(2), z @ z.T), torch.tensor([0.8, 0.2]))
+    # 'loss' normalisation with losses (1, 2): rows (1, 0), (0, 1) -> alpha (1/2, 1/2)
+    w = build('MGDAUB', normalization='loss')
+    torch.testing.assert_close(w.weights(torch.tensor([1.0, 2.0]), z @ z.T),
+                               torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match="'l1'"):
+        build('MGDAUB', normalization='l1')
+
+
+def test_imtl_l_scales_take_adams_first_step_and_reach_one_over_the_loss():
+    w = build('IMTLL', lr=0.1)
+    losses = torch.tensor([2.0, 0.5])
+    # s = 0: weights 1; gradient e^s L - 1 = (1, -0.5): Adam's first step is -lr * sign
+    torch.testing.assert_close(w.weights(losses), torch.ones(2))
+    torch.testing.assert_close(w.weights(losses), torch.tensor([-0.1, 0.1]).exp())
+    for _ in range(300):
+        weights = w.weights(losses)
+    torch.testing.assert_close(weights * losses, torch.ones(2), atol=1e-2, rtol=0)
+    # a task without a loss in the step gets no gradient
+    w = build('IMTLL', lr=0.1)
+    w.weights(torch.tensor([2.0, float('nan')]))
+    assert w.scales.log_scale[1] == 0 and w.scales.log_scale[0] < 0
+
+
+def test_imtl_scales_the_losses_then_balances_the_scaled_gradients():
+    w = build('IMTL', lr=0.1)
+    losses = torch.tensor([2.0, 0.5])
+    torch.testing.assert_close(w.loss_scales(losses), torch.ones(2))
+    scales = w.loss_scales(losses)  # IMTL-L's second step, as IMTLL's
+    torch.testing.assert_close(scales, torch.tensor([-0.1, 0.1]).exp())
+    # orthogonal rows (a, 0), (0, b) scaled by c: equal projections at (x, x) with
+    # alpha_1 c_1 a = alpha_2 c_2 b = x, alpha_1 + alpha_2 = 1 -> x = c1 a c2 b / (c1 a + c2 b)
+    g = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    ca, cb = 3 * scales[0], 1 * scales[1]
+    x = ca * cb / (ca + cb)
+    torch.testing.assert_close(w.combine(scales[:, None] * g, losses), torch.stack([x, x]))
+
+
 def test_cagrad_with_c_zero_is_the_mean_and_any_task_count_works():
     g = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(build('CAGrad', 5, c=0.0).combine(g, torch.ones(5)), g.mean(0))
@@ -69,7 +112,7 @@ def test_cagrad_lower_bounds_the_worst_task_improvement():
 
 def test_imtl_gives_equal_projections_on_every_task_direction():
     g = torch.tensor([[3.0, 0.0, 0.0], [1.0, 2.0, 0.0], [0.0, 1.0, 1.0]])
-    out = build('IMTL', 3).combine(g, torch.ones(3))
+    out = build('IMTLG', 3).combine(g, torch.ones(3))
     proj = (g / g.norm(dim=1, keepdim=True)) @ out
     torch.testing.assert_close(proj, proj.mean().expand(3))
 
@@ -183,11 +226,14 @@ def test_state_round_trips(name):
     g = torch.randn(3, 5, generator=torch.Generator().manual_seed(2))
     losses = torch.tensor([1.0, 2.0, 3.0])
     for _ in range(2):
-        a.combine(g, losses) if a.needs_grads else a.weights(losses)
+        a.loss_scales(losses)
+        a.combine(g, losses) if a.needs_grads or a.needs_representation_grads \
+            else a.weights(losses)
         if a.needs_losses_after_step:
             a.after_step(losses / 2)
     b = build(name, 3)
     b.load_state_dict(a.state_dict())
+    assert str(a.loss_scales(losses)) == str(b.loss_scales(losses))
     out_a = a.combine(g, losses)
     out_b = b.combine(g, losses)
     torch.testing.assert_close(out_a, out_b)

@@ -9,8 +9,9 @@ TaskExpert-tiny NYUD-v2 SynthScenes config) prints one JSON line:
   optim wrapper and weighting state;
 * ``ratio_vs_ew``: median over rounds of (method step / EW step in the same round); the
   methods run round-robin, each round in a new order, so a noisy machine affects all alike;
-* ``backward_passes``: backward passes per step (gradient methods: one per task, F-MTL
-  twice that plus T forward passes).
+* ``backward_passes``: backward passes through the whole model per step (gradient methods:
+  one per task, F-MTL twice that plus T forward passes; MGDA-UB one, after T passes from
+  the losses to the backbone's output only).
 """
 import argparse
 import copy
@@ -28,8 +29,9 @@ from mmengine.runner import Runner
 from modzoo.registry import MODELS, WEIGHTINGS
 
 DEFAULT_CONFIG = 'configs/weighting/taskexpert_vit-tiny-p8_synth-nyud_ew.py'
-METHODS = ['EW', 'UW', 'DWA', 'RLW', 'GLS', 'FAMO', 'GradNorm', 'DBMTL', 'MGDA', 'PCGrad',
-           'GradVac', 'CAGrad', 'IMTL', 'NashMTL', 'AlignedMTL', 'FMTL']
+METHODS = ['EW', 'UW', 'DWA', 'RLW', 'GLS', 'FAMO', 'IMTLL', 'GradNorm', 'DBMTL', 'MGDA',
+           'MGDAUB', 'PCGrad', 'GradVac', 'CAGrad', 'IMTLG', 'IMTL', 'NashMTL', 'AlignedMTL',
+           'FMTL']
 
 
 def parse_args():

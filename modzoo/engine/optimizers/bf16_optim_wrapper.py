@@ -72,17 +72,24 @@ def amp_optim_wrapper(optim_wrapper: dict, device_type: str) -> dict:
     """The config of ``optim_wrapper`` (a plain ``OptimWrapper``) turned to mixed precision.
 
     bf16 (:class:`BF16OptimWrapper`) where ``device_type`` has it; on a CUDA device without
-    bf16, mmengine's ``AmpOptimWrapper`` with fp16 and dynamic loss scaling. Raises
-    ``ValueError`` on a CPU without bf16 and for a wrapper type other than ``OptimWrapper``
-    (its own mixed precision settings are then the config's to give).
+    bf16, mmengine's ``AmpOptimWrapper`` with fp16 and dynamic loss scaling. A
+    ``MultiTaskOptimWrapper`` becomes ``BF16MultiTaskOptimWrapper`` (bf16 only). Raises
+    ``ValueError`` on a CPU without bf16 and for a wrapper type other than these two (its own
+    mixed precision settings are then the config's to give).
     """
     wrapper_type = optim_wrapper.get('type', 'OptimWrapper')
-    if wrapper_type in ('BF16OptimWrapper', 'AmpOptimWrapper'):
+    if wrapper_type in ('BF16OptimWrapper', 'AmpOptimWrapper', 'BF16MultiTaskOptimWrapper'):
         return optim_wrapper
+    if wrapper_type == 'MultiTaskOptimWrapper':
+        reason = bf16_support(device_type)
+        if reason:
+            raise ValueError(f'--amp with MultiTaskOptimWrapper needs bf16 (fp16 loss scaling '
+                             f'does not compose with its per-task backward passes): {reason}')
+        return dict(optim_wrapper, type='BF16MultiTaskOptimWrapper')
     if wrapper_type != 'OptimWrapper':
-        raise ValueError(f"--amp replaces optim_wrapper.type 'OptimWrapper' by a mixed "
-                         f"precision wrapper; this config uses {wrapper_type!r}: set its "
-                         f'mixed precision in the config instead')
+        raise ValueError(f"--amp replaces optim_wrapper.type 'OptimWrapper' or "
+                         f"'MultiTaskOptimWrapper' by a mixed precision wrapper; this config "
+                         f'uses {wrapper_type!r}: set its mixed precision in the config instead')
     reason = bf16_support(device_type)
     if not reason:
         return dict(optim_wrapper, type='BF16OptimWrapper')

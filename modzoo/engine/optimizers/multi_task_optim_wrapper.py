@@ -4,12 +4,18 @@ import contextlib
 import torch
 import torch.distributed as dist
 from mmengine.optim import OptimWrapper
+from torch.distributed.fsdp import FSDPModule
 
 from modzoo.engine.weightings import EW
 from modzoo.registry import OPTIM_WRAPPERS, WEIGHTINGS
+from .bf16_optim_wrapper import BF16OptimWrapper
 
 ALL_SOURCES_HINT = ("use train_dataloader.batch_sampler=dict(type='TaskBalancedSampler', "
                     "mode='all_sources'), which puts one batch of every source in each step")
+FSDP_REASON = ('combines the per-task gradients of the shared parameters, but FSDP '
+               '(--strategy fsdp, FullyShardedModel) reduce-scatters every backward pass, so '
+               'no rank holds a whole per-task gradient; train it with DDP (--strategy ddp), '
+               'or use a loss weighting or MGDAUB (one backward pass per step)')
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -26,13 +32,18 @@ class MultiTaskOptimWrapper(OptimWrapper):
       non-task losses are added unweighted);
     - a gradient method: one backward per task (and one for the auxiliary losses, if any)
       collects the ``[T, P]`` gradients of the shared parameters (all but ``model.heads``),
-      the weighting combines them to ``[P]``; the heads keep their own task's gradient.
+      the weighting combines them to ``[P]``; the heads keep their own task's gradient
+      (scaled where the weighting scales the losses, IMTL);
+    - a weighting on the representation (MGDA-UB): the ``[T, T]`` Gram matrix of the task
+      gradients with respect to the backbone's output (T backward passes that stop there)
+      gives the weights of one backward of ``sum_t w_t L_t + aux``.
 
     Distributed: the weights are computed from the losses averaged across ranks; for a
     gradient method the per-task backward passes run under ``no_sync`` and the ``[T, P]``
     gradients (and the heads' gradients) are averaged across ranks before the weighting
     sees them, so every rank applies the update a single process would at the same global
-    batch.
+    batch. Under FSDP (``FullyShardedModel``) the loss weightings and MGDA-UB run as they
+    are; a gradient method raises (no rank holds a whole per-task gradient).
 
     Args:
         optimizer: as ``OptimWrapper``.
@@ -47,7 +58,7 @@ class MultiTaskOptimWrapper(OptimWrapper):
     """
 
     def __init__(self, optimizer, weighting=None, tasks=None, **kwargs):
-        super().__init__(optimizer, **kwargs)
+        super().__init__(optimizer=optimizer, **kwargs)
         self.weighting_cfg = dict(weighting or dict(type='EW'))
         weighting_cls = WEIGHTINGS.get(self.weighting_cfg.get('type'))
         if weighting_cls is None:
@@ -102,9 +113,13 @@ class MultiTaskOptimWrapper(OptimWrapper):
         module = getattr(model, 'module', model)
         self._build_weighting(module)
         gradient_method = self.weighting.needs_grads
+        if gradient_method and isinstance(module, FSDPModule):
+            raise RuntimeError(f"weighting '{type(self.weighting).__name__}' {FSDP_REASON}")
         sync_off = model.no_sync() if gradient_method and hasattr(model, 'no_sync') \
             else contextlib.nullcontext()
-        with sync_off, self.optim_context(model):
+        capture = _BackboneOutputs(module) if self.weighting.needs_representation_grads \
+            else contextlib.nullcontext()
+        with sync_off, self.optim_context(model), capture:
             data = module.data_preprocessor(data, True)
             losses = model._run_forward(data, mode='loss')
         summed, log_vars = module.parse_losses(losses)
@@ -121,18 +136,25 @@ class MultiTaskOptimWrapper(OptimWrapper):
                 f'{sorted(task_losses)}); {ALL_SOURCES_HINT}')
         if gradient_method:
             self._gradient_step(model, module, data, task_losses, aux, global_losses)
+        elif self.weighting.needs_representation_grads:
+            weights = self.weighting.weights(
+                global_losses, _representation_gram(capture.tensors, task_losses, self.tasks))
+            self._weighted_step(weights, task_losses, aux, log_vars)
         else:
-            weights = self.weighting.weights(global_losses)
-            total = sum(weights[i] * task_losses[t] for i, t in enumerate(self.tasks)
-                        if t in task_losses)
-            self.update_params(total + aux)
-            log_vars.update({f'weight_{t}': float(weights[i])
-                             for i, t in enumerate(self.tasks) if t in task_losses})
+            self._weighted_step(self.weighting.weights(global_losses), task_losses, aux, log_vars)
         if self.weighting.needs_losses_after_step:
             with torch.no_grad(), self.optim_context(model):
                 after, _ = self._split(model._run_forward(data, mode='loss'))
             self.weighting.after_step(self._global_losses(after, summed.device))
         return log_vars
+
+    def _weighted_step(self, weights, task_losses, aux, log_vars):
+        """One backward of ``sum_t w_t L_t + aux`` and the update; logs the weights."""
+        total = sum(weights[i] * task_losses[t] for i, t in enumerate(self.tasks)
+                    if t in task_losses)
+        self.update_params(total + aux)
+        log_vars.update({f'weight_{t}': float(weights[i])
+                         for i, t in enumerate(self.tasks) if t in task_losses})
 
     def _global_losses(self, task_losses, device):
         """[T] detached losses averaged over the ranks, NaN for tasks without a loss."""
@@ -148,17 +170,19 @@ class MultiTaskOptimWrapper(OptimWrapper):
             if 'loss' not in name:
                 continue
             value = value if isinstance(value, torch.Tensor) else sum(v.mean() for v in value)
-            if name in task_keys:
-                task_losses[task_keys[name]] = value.mean()
+            if name in task_keys:  # fp32 also under bf16 autocast
+                task_losses[task_keys[name]] = value.float().mean()
             else:
-                aux = aux + value.mean()
+                aux = aux + value.float().mean()
         return task_losses, aux
 
     def _gradient_step(self, model, module, data, task_losses, aux, global_losses):
         shared, private = _split_parameters(module)
         for p in shared + private:
             p.grad = None
-        losses = [task_losses[t] for t in self.tasks]
+        scales = self.weighting.loss_scales(global_losses)
+        losses = [task_losses[t] * (1 if scales is None else scales[i])
+                  for i, t in enumerate(self.tasks)]
         has_aux = isinstance(aux, torch.Tensor) and aux.requires_grad
         rows, used = [], torch.zeros(len(shared), dtype=torch.bool)
         if has_aux:
@@ -216,6 +240,66 @@ class MultiTaskOptimWrapper(OptimWrapper):
         _all_reduce_grads([p for t in self.tasks for p in module.heads[t].parameters()
                            if p.requires_grad])
         return _all_reduce_mean(torch.stack(sam_rows))
+
+
+class _BackboneOutputs:
+    """Context that keeps the tensors the model's backbone returns while it is active (the
+    shared representation of :class:`MGDAUB`), from every backbone run of the forward."""
+
+    def __init__(self, module):
+        backbone = getattr(module, 'backbone', None)
+        if not isinstance(backbone, torch.nn.Module):
+            raise ValueError(f'a weighting on the shared representation takes the output of '
+                             f"the model's `backbone`; {type(module).__name__} has none")
+        self.backbone, self.tensors = backbone, []
+
+    def _keep(self, backbone, args, output):
+        for value in (output if isinstance(output, (tuple, list)) else (output, )):
+            if isinstance(value, (tuple, list)):
+                self._keep(backbone, args, value)
+            elif isinstance(value, torch.Tensor) and value.requires_grad \
+                    and all(value is not t for t in self.tensors):
+                self.tensors.append(value)
+
+    def __enter__(self):
+        self.handle = self.backbone.register_forward_hook(self._keep)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def _representation_gram(representation, task_losses, tasks):
+    """[T, T] float64 Gram matrix of ``dL_t / dZ`` over the global batch (Z: the tensors of
+    ``representation``); each rank's gradients are of its own samples' rows of Z, so the
+    global matrix is the sum of the ranks' matrices of ``dL_t / dZ`` scaled to the global
+    mean loss (1 / world size each)."""
+    if not representation:
+        raise RuntimeError('a weighting on the shared representation found no backbone output '
+                           'that requires grad (is the backbone frozen?)')
+    rows = []
+    for task in tasks:
+        grads = torch.autograd.grad(task_losses[task], representation, retain_graph=True,
+                                    allow_unused=True)
+        rows.append(_flat(grads, representation).double())
+    g = torch.stack(rows)
+    gram = g @ g.T
+    if _distributed():
+        world = dist.get_world_size()
+        gram = _all_reduce_mean(gram) / world
+    return gram
+
+
+@OPTIM_WRAPPERS.register_module()
+class BF16MultiTaskOptimWrapper(MultiTaskOptimWrapper, BF16OptimWrapper):
+    """:class:`MultiTaskOptimWrapper` whose forward passes run under bf16 autocast
+    (:class:`BF16OptimWrapper`; what ``tools/train.py --amp`` picks for it).
+
+    Parameters, gradients and optimizer state stay fp32; the task losses are cast to fp32
+    before they are weighted, the per-task gradients are the fp32 parameters' and every
+    combination runs in fp32 (float64 for the small solvers). No loss scaling is needed, so
+    the per-task backward passes of the gradient methods compose as they are.
+    """
 
 
 def _split_parameters(module):
@@ -292,18 +376,26 @@ def _all_reduce_grads(params):
     _put_grads(params, vec[:-len(params)], vec[-len(params):] > 0)
 
 
+def _configured_weighting(cfg):
+    """(weighting cfg, its class) of a config whose optim wrapper is a multi-task one,
+    else (None, None); an unknown weighting type raises, naming the closest names."""
+    optim = cfg.get('optim_wrapper') or {}
+    if str(optim.get('type', '')).split('.')[-1] not in ('MultiTaskOptimWrapper',
+                                                         'BF16MultiTaskOptimWrapper'):
+        return None, None
+    weighting = dict(optim.get('weighting') or dict(type='EW'))
+    weighting_cls = WEIGHTINGS.get(weighting.get('type'))
+    if weighting_cls is None:
+        WEIGHTINGS.build(weighting)
+    return weighting, weighting_cls
+
+
 def check_weighting_sampler(cfg):
     """Build-time check: a weighting that needs every task's loss in each step (gradient
     methods, GLS) with a ``TaskBalancedSampler`` that yields one source per step, where a
     source does not label every task, raises ``ValueError`` naming the sampler mode to use."""
-    optim = cfg.get('optim_wrapper') or {}
-    if optim.get('type') not in ('MultiTaskOptimWrapper', 'modzoo.MultiTaskOptimWrapper'):
-        return
-    weighting = dict(optim.get('weighting') or dict(type='EW'))
-    weighting_cls = WEIGHTINGS.get(weighting.get('type'))
-    if weighting_cls is None:
-        WEIGHTINGS.build(weighting)  # raises, naming the closest names
-    if not weighting_cls.needs_all_tasks:
+    weighting, weighting_cls = _configured_weighting(cfg)
+    if weighting_cls is None or not weighting_cls.needs_all_tasks:
         return
     loader = cfg.get('train_dataloader') or {}
     sampler = loader.get('batch_sampler') or {}
@@ -320,3 +412,14 @@ def check_weighting_sampler(cfg):
             f"step, but train_dataloader.batch_sampler TaskBalancedSampler(mode="
             f"'{sampler.get('mode', 'one_source')}') yields one source per step and sources "
             f'{partial} do not label all tasks {sorted(all_tasks)}; {ALL_SOURCES_HINT}')
+
+
+def check_weighting_strategy(cfg):
+    """Build-time check: a gradient method (per-task parameter gradients) with FSDP
+    (``model_wrapper_cfg`` ``FullyShardedModel``, ``--strategy fsdp``) raises ``ValueError``
+    saying why and what runs instead."""
+    weighting, weighting_cls = _configured_weighting(cfg)
+    wrapper = cfg.get('model_wrapper_cfg') or {}
+    if weighting_cls is not None and weighting_cls.needs_grads \
+            and str(wrapper.get('type', '')).split('.')[-1] == 'FullyShardedModel':
+        raise ValueError(f"optim_wrapper.weighting '{weighting['type']}' {FSDP_REASON}")

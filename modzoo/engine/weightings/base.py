@@ -19,6 +19,10 @@ class Weighting:
       tasks, or ``TaskBalancedSampler(mode='all_sources')``).
     - ``needs_losses_after_step``: :meth:`after_step` gets the losses of the same batch
       recomputed after the update (one extra forward pass, no backward).
+    - ``needs_representation_grads``: :meth:`weights` also gets the ``[T, T]`` Gram matrix
+      of the task losses' gradients with respect to the shared representation (what the
+      backbone returns): T backward passes through the heads only, then one backward of
+      ``sum_t w_t L_t``.
 
     Stateful methods keep their state on the instance and list it in :meth:`state_dict`
     (saved with the optimizer state, restored on ``--resume``).
@@ -26,6 +30,7 @@ class Weighting:
     needs_grads = False
     needs_all_tasks = False
     needs_losses_after_step = False
+    needs_representation_grads = False
 
     def __init__(self, num_tasks):
         if num_tasks < 1:
@@ -45,6 +50,12 @@ class Weighting:
         Returns the [P] gradient to apply. A loss weighting combines with its weights.
         """
         return self.weights(losses).to(grads) @ grads
+
+    def loss_scales(self, losses):
+        """losses: [T] detached global losses. A gradient method may return [T] factors
+        that scale each task's loss before its backward pass (its head's gradient and its
+        row of ``grads`` both); None (the default) leaves them as they are."""
+        return None
 
     def after_step(self, losses):
         """losses: [T] of the same batch after the update (``needs_losses_after_step``)."""

@@ -56,6 +56,72 @@ class UW(Weighting):
         return dict(log_var=self.log_var.detach().clone(), optimizer=self.optimizer.state_dict())
 
 
+class LearnedLossScales:
+    """IMTL-L's loss scales (Liu et al., "Towards Impartial Multi-task Learning", ICLR 2021).
+
+    Each task's loss becomes ``e^{s_t} L_t - s_t``; ``s`` (init 0) descends it, with gradient
+    ``e^{s_t} L_t - 1``, towards ``e^{s_t} = 1 / L_t``, where every scaled loss is 1 (the
+    scale-invariant loss). Calling it with the step's losses returns the scales ``e^s`` [T]
+    to use, then takes one Adam step on ``s`` (its own optimizer, as :class:`UW`: the same
+    update on every rank; the paper trains ``s`` with the network's optimizer). Tasks
+    without a loss in the step (NaN) give no gradient.
+    """
+
+    def __init__(self, num_tasks, lr):
+        self.log_scale = torch.zeros(num_tasks, requires_grad=True)
+        self.optimizer = torch.optim.Adam([self.log_scale], lr=lr)
+
+    def __call__(self, losses):
+        mask = present(losses)
+        scales = self.log_scale.detach().exp()
+        with torch.enable_grad():
+            s = self.log_scale[mask]
+            objective = (s.exp() * losses[mask].cpu() - s).sum()
+            self.optimizer.zero_grad()
+            objective.backward()
+        self.optimizer.step()
+        return scales.to(losses.device)
+
+    def state_dict(self):
+        return dict(log_scale=self.log_scale.detach().clone(),
+                    optimizer=self.optimizer.state_dict())
+
+    @torch.no_grad()
+    def load_state_dict(self, state):
+        self.log_scale.copy_(state['log_scale'])
+        self.optimizer.load_state_dict(state['optimizer'])
+
+
+class WithLossScales:
+    """Mixin: the state of a weighting is its :class:`LearnedLossScales` ``self.scales``."""
+
+    def state_dict(self):
+        return self.scales.state_dict()
+
+    def load_state_dict(self, state):
+        self.scales.load_state_dict(state)
+
+
+@WEIGHTINGS.register_module()
+class IMTLL(WithLossScales, Weighting):
+    """IMTL-L, the loss part of Impartial MTL (Liu et al., ICLR 2021), on its own: the
+    weights are the learned scales ``w_t = e^{s_t}`` of :class:`LearnedLossScales`, which
+    drive every weighted loss towards 1. :class:`IMTL` adds the gradient part IMTL-G.
+
+    Args:
+        lr (float): Adam learning rate of the log-scales ``s`` (default 1e-3, as UW's).
+
+    Regime: any (a task's ``s_t`` moves in the steps that hold it).
+    """
+
+    def __init__(self, num_tasks, lr=1e-3):
+        super().__init__(num_tasks)
+        self.scales = LearnedLossScales(num_tasks, lr)
+
+    def weights(self, losses):
+        return self.scales(losses)
+
+
 @WEIGHTINGS.register_module()
 class DWA(Weighting):
     """Dynamic weight average (Liu, Johns and Davison, CVPR 2019, MTAN).

@@ -1,5 +1,5 @@
 """Gradient methods that weight the task gradients by solving for a common direction:
-MGDA, IMTL-G, Nash-MTL, Aligned-MTL.
+MGDA, MGDA-UB, IMTL-G, IMTL, Nash-MTL, Aligned-MTL.
 
 Each ``combine(grads [T, P], losses [T]) -> [P]`` returns ``sum_t alpha_t g_t`` for weights
 alpha of its paper's rule; they need every task's gradient in every step.
@@ -8,8 +8,29 @@ import numpy as np
 import torch
 
 from modzoo.registry import WEIGHTINGS
+from .base import Weighting
 from .conflict import _GradientMethod
+from .loss_based import LearnedLossScales, WithLossScales
 from .solvers import as_tensor, gram, min_norm_weights, nash_weights
+
+
+NORMALIZATIONS = ('none', 'l2', 'loss', 'loss+')
+
+
+def mgda_weights(gram_matrix, losses, normalization):
+    """MGDA's alpha [T] (numpy) from the [T, T] Gram matrix of the task gradients: the
+    min-norm point of the hull of ``g_t / n_t`` (``n_t`` of ``normalization``)."""
+    norms = np.sqrt(np.clip(np.diag(gram_matrix), 1e-24, None))
+    losses = losses.detach().double().cpu().numpy()
+    n = {'none': np.ones_like(norms), 'l2': norms, 'loss': losses,
+         'loss+': losses * norms}[normalization]
+    return min_norm_weights(gram_matrix / np.outer(n, n))
+
+
+def _check_normalization(name, normalization):
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"{name} normalization must be 'none', 'l2', 'loss' or 'loss+', got "
+                         f'{normalization!r}')
 
 
 @WEIGHTINGS.register_module()
@@ -25,33 +46,71 @@ class MGDA(_GradientMethod):
         normalization (str): n_t = 1 ('none'), ``||g_t||`` ('l2'), ``L_t`` ('loss') or
             ``L_t ||g_t||`` ('loss+', the paper's choice for its experiments).
 
-    MGDA-UB (gradients with respect to the shared representation instead of the
-    parameters) is not implemented: the combination here needs the parameter gradients.
+    :class:`MGDAUB` takes alpha from the gradients of the shared representation instead.
     """
 
     def __init__(self, num_tasks, normalization='none'):
         super().__init__(num_tasks)
-        if normalization not in ('none', 'l2', 'loss', 'loss+'):
-            raise ValueError("MGDA normalization must be 'none', 'l2', 'loss' or 'loss+', got "
-                             f'{normalization!r}')
+        _check_normalization('MGDA', normalization)
         self.normalization = normalization
 
     def combine(self, grads, losses):
-        norms = grads.norm(dim=1).clamp(min=1e-12)
-        n = {'none': torch.ones_like(norms), 'l2': norms, 'loss': losses.to(norms),
-             'loss+': losses.to(norms) * norms}[self.normalization]
-        alpha = min_norm_weights(gram(grads / n[:, None]))
+        alpha = mgda_weights(gram(grads), losses, self.normalization)
         return as_tensor(alpha, grads) @ grads
 
 
 @WEIGHTINGS.register_module()
-class IMTL(_GradientMethod):
-    """Impartial MTL, gradient part IMTL-G (Liu et al., ICLR 2021).
+class MGDAUB(Weighting):
+    """MGDA-UB: MGDA on the upper bound (Sener and Koltun, NeurIPS 2018, Sec. 3.3).
+
+    The task gradients with respect to the shared representation Z (the ``[T, R]`` matrix
+    of ``dL_t / dZ``) replace the parameter gradients: alpha is MGDA's min-norm weighting
+    of them (:func:`mgda_weights`, same normalisations), and the update is one backward
+    pass of ``sum_t alpha_t L_t``, so every parameter, heads included, gets
+    ``sum_t alpha_t dL_t / dtheta`` (as the official code's second pass). Z is what the
+    model's backbone returns (every feature map and the class token); a neck counts as
+    above Z. Cost: T backward passes through the heads (and neck) only, one full backward.
+
+    :class:`MultiTaskOptimWrapper` computes the Gram matrix ``[T, T]`` of the rows of
+    ``dL_t / dZ`` (summed over the ranks, so every rank gets the global batch's) and calls
+    :meth:`weights`; :meth:`combine` is the same rule on a given ``[T, R]`` matrix.
+
+    Args:
+        normalization (str): as :class:`MGDA` (default 'none'; the paper's runs 'loss+').
+
+    Regime: every task in every step.
+    """
+    needs_all_tasks = True
+    needs_representation_grads = True
+
+    def __init__(self, num_tasks, normalization='none'):
+        super().__init__(num_tasks)
+        _check_normalization('MGDAUB', normalization)
+        self.normalization = normalization
+
+    def weights(self, losses, gram_matrix=None):
+        """losses: [T]; gram_matrix: [T, T] (numpy or tensor) of the representation
+        gradients. Returns alpha [T]."""
+        if gram_matrix is None:
+            raise ValueError('MGDAUB.weights needs the Gram matrix of the representation '
+                             'gradients (MultiTaskOptimWrapper passes it)')
+        m = torch.as_tensor(gram_matrix, dtype=torch.float64).cpu().numpy()
+        return as_tensor(mgda_weights(m, losses, self.normalization), losses.float())
+
+    def combine(self, grads, losses):
+        """grads: [T, R] gradients of the representation -> their min-norm combination."""
+        return self.weights(losses, gram(grads)).to(grads) @ grads
+
+
+@WEIGHTINGS.register_module()
+class IMTLG(_GradientMethod):
+    """Impartial MTL, gradient part IMTL-G (Liu et al., "Towards Impartial Multi-task
+    Learning", ICLR 2021).
 
     Finds the alpha (summing to 1) whose ``g = sum_t alpha_t g_t`` has equal projections on
     every task's unit gradient ``u_t``: with ``D_t = g_1 - g_t`` and ``U_t = u_1 - u_t``
     (t = 2..T), ``alpha_{2:T} = g_1 U^T (D U^T)^-1`` and ``alpha_1 = 1 - sum alpha_{2:T}``.
-    No hyper-parameters. (The loss part IMTL-L, learnable loss scales, is not included.)
+    No hyper-parameters. :class:`IMTL` adds the loss part.
     """
 
     def combine(self, grads, losses):
@@ -63,6 +122,29 @@ class IMTL(_GradientMethod):
         rest = torch.linalg.solve((d @ uu.T).T, (g[0] @ uu.T))
         alpha = torch.cat([1 - rest.sum(0, keepdim=True), rest])
         return alpha.to(grads) @ grads
+
+
+@WEIGHTINGS.register_module()
+class IMTL(WithLossScales, IMTLG):
+    """Impartial MTL as the paper trains it (Liu et al., ICLR 2021): IMTL-L and IMTL-G.
+
+    Each task's loss is scaled first, ``e^{s_t} L_t`` (IMTL-L, :class:`LearnedLossScales`:
+    the heads step along ``e^{s_t} dL_t``, the ``s_t`` towards ``e^{s_t} L_t = 1``); the
+    shared parameters step along IMTL-G's combination (:class:`IMTLG`) of the scaled
+    gradients ``e^{s_t} g_t``.
+
+    Args:
+        lr (float): Adam learning rate of the log-scales ``s`` (see :class:`IMTLL`).
+
+    Regime: every task in every step.
+    """
+
+    def __init__(self, num_tasks, lr=1e-3):
+        super().__init__(num_tasks)
+        self.scales = LearnedLossScales(num_tasks, lr)
+
+    def loss_scales(self, losses):
+        return self.scales(losses)
 
 
 @WEIGHTINGS.register_module()
