@@ -19,6 +19,7 @@ from timm.layers import resample_abs_pos_embed
 
 from modzoo.registry import MODELS
 from .layers.bias_sets import bias_set_parameters
+from .layers.moe_losses import sum_aux_losses
 
 # Loss type of each channel (the official per-task-type losses).
 LOSS_L1, LOSS_BCE, LOSS_SPATIAL_SOFTMAX = 0, 1, 2
@@ -68,8 +69,11 @@ class Chameleon(BaseModel):
     """Image encoder + label encoder + token matching + DPT label decoder.
 
     Args:
-        image_encoder: config of a backbone taking (x [B', C, H, W], task [B'] bias-set index)
-            and returning ``Features`` with 4 maps (``BiasSetBEiT``).
+        image_encoder: config of a backbone with ``n_bias_sets`` (filled in), taking (x [B', C,
+            H, W], task [B'] bias-set index), returning ``Features`` with 4 maps and having
+            ``img_size`` / ``grid_size``: ``BiasSetBEiT`` (the official), ``ViT``, or
+            ``MoEViT`` (one task per bias set: each sample is routed by its sub-task; its MoE
+            auxiliary losses join the training losses, its routers the task parameters).
         label_encoder: config of a backbone with ``in_channels=1`` returning 4 maps (``ViT``).
         matching: config of a ``TokenMatching`` (its dims are filled in).
         decoder: config of a ``DPTLabelDecoder`` (``in_channels`` is filled in).
@@ -95,13 +99,17 @@ class Chameleon(BaseModel):
         self.n_tasks, self.n_task_groups = n_tasks, n_task_groups
         self.separate_alpha = separate_alpha
         self.support_chunk_size = support_chunk_size
+        self._aux_losses = []   # the image encoder's auxiliary losses of the current pass
 
     # --- encoders -------------------------------------------------------------------------
     def encode_images(self, x: torch.Tensor, t_idx: torch.Tensor) -> List[torch.Tensor]:
         """x [B, T, N, C, H, W], t_idx [B, T] -> per level [B, T, N, n, Dw]."""
         B, T, N = x.shape[:3]
         task = repeat(t_idx, 'b t -> (b t n)', n=N)
-        maps = self.image_encoder(x.flatten(0, 2), task).maps
+        feats = self.image_encoder(x.flatten(0, 2), task)
+        if feats.aux_losses:
+            self._aux_losses.append(feats.aux_losses)
+        maps = feats.maps
         self._check_levels('image_encoder', maps)
         return [rearrange(m, '(b t n) d h w -> b t n (h w) d', b=B, t=T) for m in maps]
 
@@ -176,7 +184,10 @@ class Chameleon(BaseModel):
         """(name, parameter) tuned when adapting to a new task: the image encoder's bias
         sets, the alphas and the matching LayerNorm (official ``bias_parameters`` + defaults
         of ``train/optim.py``)."""
-        params = [(f'image_encoder.{n}', p) for n, p in bias_set_parameters(self.image_encoder)]
+        encoder = self.image_encoder
+        own = encoder.task_parameters() if hasattr(encoder, 'task_parameters') else \
+            bias_set_parameters(encoder)
+        params = [(f'image_encoder.{n}', p) for n, p in own]
         if self.matching.level_mix:
             params += [(f'matching.{n}', p) for n, p in self.matching.named_parameters()
                        if n.startswith(('alpha.', 'layernorm.'))]
@@ -186,15 +197,18 @@ class Chameleon(BaseModel):
     def forward(self, inputs: dict, data_samples=None, mode: str = 'tensor'):
         """inputs: an episode dict with x_s, y_s, x_q, t_idx, g_idx (and for 'loss' y_q,
         loss_type, optionally mask). 'tensor' -> logits [B, T, M, 1, H, W]; 'loss' -> the
-        official losses; 'predict' -> a list with one dict per episode (``pred`` sigmoid
-        probabilities [T, M, 1, H, W] and, when given, ``gt``)."""
+        official losses (and the image encoder's auxiliary losses, summed over its passes);
+        'predict' -> a list with one dict per episode (``pred`` sigmoid probabilities
+        [T, M, 1, H, W] and, when given, ``gt``)."""
+        self._aux_losses = []
         logits = self.forward_episode(inputs['x_s'], inputs['y_s'], inputs['x_q'],
                                       inputs['t_idx'], inputs['g_idx'])
+        aux, self._aux_losses = sum_aux_losses(self._aux_losses), []
         if mode == 'tensor':
             return logits
         if mode == 'loss':
-            return episode_losses(logits, inputs['y_q'], inputs['loss_type'],
-                                  inputs.get('mask'))
+            return {**episode_losses(logits, inputs['y_q'], inputs['loss_type'],
+                                     inputs.get('mask')), **aux}
         if mode == 'predict':
             out = [dict(pred=p) for p in logits.sigmoid()]
             for i, sample in enumerate(out):

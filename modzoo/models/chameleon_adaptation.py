@@ -19,7 +19,8 @@ from .layers.bias_sets import bias_set_parameters
 
 def add_task(model: Chameleon, channels: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Append ``channels`` bias sets to every table and one alpha row per level (``channels``
-    rows with ``separate_alpha``), each the mean of the existing rows.
+    rows with ``separate_alpha``), each the mean of the existing rows; a ``MoEViT`` image
+    encoder also gets one router per channel, the mean of its routers (``add_tasks``).
 
     Returns t_idx [channels] and g_idx [channels] of the new task.
     """
@@ -28,9 +29,13 @@ def add_task(model: Chameleon, channels: int) -> Tuple[torch.Tensor, torch.Tenso
         new = torch.cat([old.data, old.data.mean(0, keepdim=True).expand(rows, -1)])
         setattr(owner, name, nn.Parameter(new, requires_grad=old.requires_grad))
 
-    for name, _ in bias_set_parameters(model.image_encoder):
+    encoder = model.image_encoder
+    for name, _ in bias_set_parameters(encoder):
         module_name, attr = name.rsplit('.', 1)
-        grow(model.image_encoder.get_submodule(module_name), attr, channels)
+        grow(encoder.get_submodule(module_name), attr, channels)
+    encoder.n_bias_sets += channels
+    if hasattr(encoder, 'add_tasks'):     # a MoEViT: one router per task
+        encoder.add_tasks(channels)
     t_idx = torch.arange(model.n_tasks, model.n_tasks + channels)
     model.n_tasks += channels
     if not model.matching.level_mix:

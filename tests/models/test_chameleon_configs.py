@@ -53,9 +53,11 @@ def test_vtm_size_forward():
     assert out.shape == (1, 1, 1, 1, 64, 64) and torch.isfinite(out).all()
 
 
-def test_tiny_config_meta_trains_with_the_runner(tmp_path):
+@pytest.mark.parametrize('name', ['chameleon-tiny_synth-episodes.py',
+                                  'chameleon-tiny-moevit_synth-episodes.py'])
+def test_tiny_config_meta_trains_with_the_runner(tmp_path, name):
     from mmengine.runner import Runner
-    cfg = Config.fromfile(CONFIGS / 'chameleon-tiny_synth-episodes.py')
+    cfg = Config.fromfile(CONFIGS / name)
     cfg.work_dir = str(tmp_path)
     cfg.train_dataloader.dataset.update(num_scenes=24, shot=2, query=2, channels=2)
     cfg.train_cfg.max_iters = 2

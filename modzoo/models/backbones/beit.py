@@ -84,6 +84,7 @@ class Attention(nn.Module):
 
     forward(x [B, L, D], idx [B] or None) -> [B, L, D], L = 1 + d*h*w.
     """
+    bias_set_names = ('q_bias', 'v_bias')
 
     def __init__(self, dim: int, num_heads: int, window: Tuple[int, int, int],
                  qkv_bias: bool = True, n_sets: int = 0):

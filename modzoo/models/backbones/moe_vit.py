@@ -17,7 +17,10 @@ Modularity, all configured when the model is built (so a config rebuilds it):
   config of the sub-network is the source config plus that key;
 * ``frozen_tasks`` + ``new_experts`` describe a model expanded with new tasks
   (:mod:`modzoo.analysis.expansion`): the old tasks route among the old experts only, and
-  nothing they compute with gets a gradient.
+  nothing they compute with gets a gradient;
+* ``n_bias_sets`` gives it task-specific bias sets (Chameleon's image encoder): one task per
+  bias set, and ``forward(x, task)`` with ``task`` [B] routes and biases every sample by its
+  own task.
 """
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -28,6 +31,8 @@ from timm.layers import Attention
 from timm.models import checkpoint
 from torch import Tensor, nn
 
+from modzoo.models.layers.bias_sets import (add_bias_sets, bias_set_parameters,
+                                            keep_bias_set_index)
 from modzoo.models.layers.mixture_of_attention import MixtureOfAttentionHeads
 from modzoo.models.layers.moe_losses import sum_aux_losses
 from modzoo.models.layers.moe_mlp import MoEMlp
@@ -198,7 +203,8 @@ class MoEViT(ViT):
             configs 'modsquad-small-twice', 'modsquad-base-twice', 'modsquad-small-att',
             'modsquad-small-mlp16e4', 'm3vit-small'), or a dict of ``SIZE_KEYS`` and any of
             the MoE settings below. The settings given as arguments override the preset's.
-        tasks: task names (or a count); one router per task and MoE layer.
+        tasks: task names (or a count); one router per task and MoE layer. Default: one task,
+            or one per bias set.
         head_dims: attention head width d, of the MoA experts and of the dense attention
             (default D / heads; Mod-Squad: 2D / heads).
         moa_layers, mlp_layers: block indices whose attention is MoA / whose MLP is MoE.
@@ -232,7 +238,10 @@ class MoEViT(ViT):
             decay would still shrink those rows: give the expert and router parameters
             ``decay_mult=0`` (``modzoo.analysis.expansion`` writes that into the config).
         **kwargs: img_size, patch_size, in_channels, out_indices, final_norm,
-            drop_path_rate, qkv_bias, with_cls_token, pretrained, init_cfg of :class:`ViT`.
+            drop_path_rate, qkv_bias, with_cls_token, n_bias_sets, pretrained, init_cfg of
+            :class:`ViT`. With ``n_bias_sets`` the dense Linear and LayerNorm biases of every
+            block (the MoA key/value projection included; the experts keep theirs) are bias
+            sets, one per task.
             ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` names a dense timm ViT
             checkpoint to upcycle; a MoEViT checkpoint loads with ``load_from``.
     """
@@ -240,7 +249,7 @@ class MoEViT(ViT):
 
     def __init__(self,
                  arch: Union[str, dict] = 'small',
-                 tasks: Union[int, Sequence[str]] = 1,
+                 tasks: Union[int, Sequence[str], None] = None,
                  head_dims: Optional[int] = None,
                  moa_layers: Optional[Sequence[int]] = None,
                  mlp_layers: Optional[Sequence[int]] = None,
@@ -277,9 +286,13 @@ class MoEViT(ViT):
             expert_init=expert_init))
         kwargs['global_pool'] = moe['global_pool']
         super().__init__(arch=size, **kwargs)
-        self.task_names = resolve_tasks(tasks)
+        self.task_names = resolve_tasks(tasks or self.n_bias_sets or 1)
+        if self.n_bias_sets and len(self.task_names) != self.n_bias_sets:
+            raise ValueError(f'MoEViT routes one task per bias set: tasks={tasks!r} gives '
+                             f'{len(self.task_names)} tasks, n_bias_sets={self.n_bias_sets}')
         self.dense_arch = size
-        self.vit_kwargs = {k: v for k, v in kwargs.items() if k not in ('pretrained', 'init_cfg')}
+        self.vit_kwargs = {k: v for k, v in kwargs.items()
+                           if k not in ('pretrained', 'init_cfg', 'n_bias_sets')}
         self.task_embedding = None
         if moe['task_embedding']:
             self.task_embedding = nn.Parameter(torch.empty(len(self.task_names), self.embed_dim))
@@ -307,6 +320,8 @@ class MoEViT(ViT):
                                        qkv_bias=qkv_bias)
             if i in mlp_experts:
                 block.mlp = RoutedMlp(dims, mlp_experts[i], top_k, hidden, **router)
+        if self.n_bias_sets:    # the layers the MoE surgery put in
+            add_bias_sets(self.blocks, self.n_bias_sets)
         if frozen_tasks:
             self._freeze_old_tasks(list(frozen_tasks), new_experts)
 
@@ -327,15 +342,36 @@ class MoEViT(ViT):
         return self.task_names.index(task)
 
     # ---------------------------------------------------------------- forward
-    def forward(self, x: Tensor, task: Optional[str] = None) -> Features:
+    def forward(self, x: Tensor, task: Union[str, Tensor, None] = None) -> Features:
         """x [B, C_in, H, W] of one task -> ``Features`` as :class:`ViT`, with ``aux_losses``
-        the summed ``loss_moe_*`` of the MoE layers ({} in evaluation)."""
-        self._task_row = self.task_index(task)
-        name = self.task_names[self._task_row]
+        the summed ``loss_moe_*`` of the MoE layers ({} in evaluation).
+
+        With bias sets, ``task`` is a long tensor [B], each sample's task (its bias set and
+        router): the samples of each task pass together, the outputs come back in the input
+        order and the aux losses of the tasks are summed.
+        """
+        if not torch.is_tensor(task):
+            return self._forward_task(x, self.task_index(task), None)
+        if not self.n_bias_sets:
+            raise ValueError(f'MoEViT without bias sets routes one task per pass: task must be '
+                             f'one of {list(self.task_names)}, got a tensor')
+        rows = self._bias_set_rows(task, x.shape[0])
+        groups = [(rows == t).nonzero()[:, 0] for t in rows.unique().tolist()]
+        parts = [self._forward_task(x[g], int(rows[g[0]]), rows[g]) for g in groups]
+        back = torch.cat(groups).argsort()
+        maps = tuple(torch.cat(level)[back] for level in zip(*(f.maps for f in parts)))
+        cls = None if parts[0].cls_token is None else torch.cat(
+            [f.cls_token for f in parts])[back]
+        return Features(maps=maps, cls_token=cls,
+                        aux_losses=sum_aux_losses(f.aux_losses for f in parts))
+
+    def _forward_task(self, x: Tensor, row: int, bias_rows: Optional[Tensor]) -> Features:
+        """x [B, C_in, H, W] of the task ``task_names[row]`` (bias-set rows ``bias_rows``)."""
+        self._task_row = row
         layers = [layer for _, layer in self.moe_layers()]
         for layer in layers:
-            layer.task = name
-        feats = super().forward(x)
+            layer.task = self.task_names[row]
+        feats = super().forward(x, bias_rows)
         aux = sum_aux_losses(layer.aux_losses for layer in layers)
         for layer in layers:
             layer.aux_losses = {}
@@ -348,8 +384,35 @@ class MoEViT(ViT):
         if self.task_embedding is not None:
             x = x + self.task_embedding[self._task_row]
         if self.grad_checkpointing:
-            return checkpoint(record_once(self.blocks[i]), x)
+            return checkpoint(keep_bias_set_index(record_once(self.blocks[i])), x)
         return self.blocks[i](x)
+
+    # ---------------------------------------------------------------- task parameters
+    def task_parameters(self) -> List[Tuple[str, nn.Parameter]]:
+        """(name, parameter) of the tables with a row per task: the bias sets, the routers
+        (unless shared) and the task embedding."""
+        params = bias_set_parameters(self)
+        for name, layer in self.moe_layers():
+            if not layer.router.shared:
+                params += [(f'{name}.router.{n}', p)
+                           for n, p in layer.router.named_parameters()]
+        if self.task_embedding is not None:
+            params.append(('task_embedding', self.task_embedding))
+        return params
+
+    @torch.no_grad()
+    def add_tasks(self, count: int) -> None:
+        """Append ``count`` tasks (few-shot adaptation), routed by the mean of the existing
+        routers and embedded by the mean task embedding; the caller grows the bias sets."""
+        names = [str(len(self.task_names) + i) for i in range(count)]
+        for _, layer in self.moe_layers():
+            layer.router.add_tasks(names)
+            if layer.aux_loss.mi is not None:
+                layer.aux_loss.mi.add_tasks(count)
+        if self.task_embedding is not None:
+            mean = self.task_embedding.mean(0, keepdim=True).expand(count, -1)
+            self.task_embedding = nn.Parameter(torch.cat([self.task_embedding, mean]))
+        self.task_names += tuple(names)
 
     # ---------------------------------------------------------------- weights
     def init_weights(self, mode: str = '', needs_reset: bool = True) -> None:
@@ -372,14 +435,17 @@ class MoEViT(ViT):
         dense hidden = G * H the dense hidden units are split into G contiguous chunks and
         expert e takes chunk e mod G (its fc2 columns times G). Each MoA layer is filled by
         :meth:`MixtureOfAttentionHeads.upcycle` (an approximation: expert e is head e mod H,
-        keys and values mean-pooled). The routers start fresh.
+        keys and values mean-pooled). The routers start fresh. A dense bias fills every row
+        of the bias sets.
         """
         routed = dict(self.moe_layers())
         inside = tuple(name + '.' for name in routed) + ('task_embedding', )
         theirs = dense.state_dict()
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(inside)}
+        tables = {name for name, _ in bias_set_parameters(self)}
         bad = {k: (tuple(v.shape), tuple(theirs[k].shape) if k in theirs else None)
-               for k, v in own.items() if k not in theirs or theirs[k].shape != v.shape}
+               for k, v in own.items() if k not in theirs or theirs[k].shape not in (
+                   v.shape, v.shape[1:] if k in tables else None)}
         if bad:
             raise ValueError(f'cannot upcycle: these MoEViT keys have no dense twin of the same '
                              f'shape (MoEViT shape, dense shape): {bad}')

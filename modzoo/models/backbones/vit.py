@@ -18,6 +18,7 @@ from torch import nn
 from modzoo.registry import MODELS
 from modzoo.structures import Features
 from modzoo.weights import load_weights
+from ..layers.bias_sets import add_bias_sets, bias_set_index, keep_bias_set_index
 
 # embed_dim / depth / num_heads of timm's vit_{tiny,small,base,large}_patch16_*.
 ARCHS = {
@@ -69,6 +70,10 @@ class ViT(VisionTransformer, BaseModule):
         drop_path_rate: stochastic depth rate of the last block (linear decay rule).
         qkv_bias: bias in the qkv projections.
         with_cls_token: prepend a class token (``Features.cls_token`` is None without it).
+        n_bias_sets: task-specific bias sets (Chameleon / VTM bias tuning): with n > 0 the
+            biases of every block's Linear and LayerNorm layers (qkv, proj, fc1, fc2, norm1,
+            norm2) are tables [n, dim] and ``forward(x, task)`` takes ``task`` [B], the row of
+            each sample. A plain timm checkpoint fills every row.
         pretrained: a timm ViT checkpoint (a path, URL, ``hf://``, ``timm:`` or zoo name;
             .pth/.safetensors); shorthand for
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
@@ -87,6 +92,7 @@ class ViT(VisionTransformer, BaseModule):
                  qkv_bias: bool = True,
                  with_cls_token: bool = True,
                  global_pool: str = 'token',
+                 n_bias_sets: int = 0,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if global_pool not in ('token', 'avg'):
@@ -108,6 +114,9 @@ class ViT(VisionTransformer, BaseModule):
         self.global_pool = global_pool
         if global_pool == 'avg':  # (timm's 'avg' would drop ``norm``, which the maps keep)
             self.fc_norm = nn.LayerNorm(self.embed_dim, eps=1e-6)  # timm's norm layer
+        self.n_bias_sets = n_bias_sets
+        if n_bias_sets:
+            add_bias_sets(self.blocks, n_bias_sets)
 
         if pretrained is not None:
             if init_cfg is not None:
@@ -150,13 +159,39 @@ class ViT(VisionTransformer, BaseModule):
         load_weights(self, path, prefix=prefix, convert=convert, allow_unexpected=True)
         print_log(f"ViT loaded pretrained weights from '{path}'", logger='current')
 
-    def forward(self, x: torch.Tensor, task: Optional[str] = None) -> Features:
-        """x [B, C_in, H, W], H and W multiples of p (``task`` is unused by a plain ViT).
+    @property
+    def img_size(self) -> tuple:
+        """(H, W) the position embedding is stored at."""
+        return self.patch_embed.img_size
+
+    @property
+    def grid_size(self) -> tuple:
+        """(H/p, W/p) of ``img_size``."""
+        return self.patch_embed.grid_size
+
+    def forward(self, x: torch.Tensor, task=None) -> Features:
+        """x [B, C_in, H, W], H and W multiples of p; ``task``: with bias sets, the bias-set
+        row of each sample, a long tensor [B] (unused otherwise).
 
         Returns Features(maps=tuple of [B, D, H/p, W/p] per out index, cls_token=[B, D] (the
         ``global_pool`` feature) or None, aux_losses=None). The maps are views of the token
         tensors (no copies).
         """
+        with bias_set_index(self._bias_set_rows(task, x.shape[0])):
+            return self._forward_features(x)
+
+    def _bias_set_rows(self, task, batch: int) -> Optional[torch.Tensor]:
+        """The bias-set index [B] of a pass (None without bias sets), checked."""
+        if not self.n_bias_sets:
+            return None
+        if not (torch.is_tensor(task) and task.shape == (batch,) and not task.is_floating_point()
+                and 0 <= int(task.min()) and int(task.max()) < self.n_bias_sets):
+            raise ValueError(f'{type(self).__name__} with {self.n_bias_sets} bias sets needs '
+                             f'task = a long tensor [{batch}] of rows in [0, '
+                             f'{self.n_bias_sets - 1}], got {task!r}')
+        return task
+
+    def _forward_features(self, x: torch.Tensor) -> Features:
         x = self.patch_embed(x)                                    # [B, h, w, D]
         h = x.shape[1]
         x = self.norm_pre(self.patch_drop(self._pos_embed(x)))     # [B, T + h * w, D]
@@ -180,4 +215,4 @@ class ViT(VisionTransformer, BaseModule):
     def _run_block(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Block i on the tokens x [B, T + h * w, D] (prompt-tuning subclasses extend it)."""
         block = self.blocks[i]
-        return checkpoint(block, x) if self.grad_checkpointing else block(x)
+        return checkpoint(keep_bias_set_index(block), x) if self.grad_checkpointing else block(x)

@@ -72,6 +72,12 @@ class MutualInformationLoss(nn.Module):
         return -joint[task].sum() * (p_batch * log_task_given_expert).sum()
 
     @torch.no_grad()
+    def add_tasks(self, count: int):
+        """Append ``count`` tasks, each estimated as the mean task so far (renormalised)."""
+        joint = torch.cat([self.joint, self.joint.mean(0, keepdim=True).expand(count, -1)])
+        self.joint = joint / joint.sum()
+
+    @torch.no_grad()
     def _update(self, p_batch: Tensor, task: int):
         self.num_updates += 1
         momentum = (1.0 - 1.0 / self.num_updates).clamp(max=self.momentum)

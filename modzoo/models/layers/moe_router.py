@@ -209,6 +209,26 @@ class TaskRouter(nn.Module):
                                                self.usage_ema[t], self.usage_momentum)
         return Routing(logits, probs, experts, gates, t)
 
+    @torch.no_grad()
+    def add_tasks(self, names: Sequence[str]):
+        """Append tasks ``names``, each routed by the mean of the existing routers (a shared
+        router stays as it is), with no usage counted yet and every expert allowed."""
+        count = len(names)
+        self.task_names = resolve_tasks(self.task_names + tuple(names))
+        if not self.shared:
+            for attr in ('weight', 'noise_weight'):
+                old = getattr(self, attr)
+                if old is not None:
+                    mean = old.mean(0, keepdim=True).expand(count, *old.shape[1:])
+                    setattr(self, attr, nn.Parameter(torch.cat([old, mean]),
+                                                     requires_grad=old.requires_grad))
+        self.usage = torch.cat([self.usage, self.usage.new_zeros(count, self.num_experts)])
+        self.usage_ema = torch.cat([self.usage_ema,
+                                    self.usage_ema.new_zeros(count, self.num_experts)])
+        if self.allowed is not None:
+            self.allowed = torch.cat([self.allowed,
+                                      self.allowed.new_ones(count, self.num_experts)])
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Checkpoints from before ``usage_ema`` existed load with it at zero."""
         state_dict.setdefault(prefix + 'usage_ema', torch.zeros_like(self.usage_ema))
