@@ -10,7 +10,11 @@ counted by the routers' usage buffers saved in CKPT (``--usage-rule``) or read f
 ``DIR/<config>_<task>.py`` (the one-task model, its data and metric, ``load_from`` the
 new checkpoint), and prints total params, the task's active params and GFLOPs before and
 after. Evaluate the result with ``python tools/test.py DIR/<config>_<task>.py
-DIR/<config>_<task>.pth``.
+DIR/<config>_<task>.pth``. A checked-in config needs no written file: the source config cut
+to the task (backbone ``tasks``, head, data, metric) with ``model.backbone.experts_from`` and
+``load_from`` set to the checkpoint (a path, or ``modzoo://NAME`` when DIR is
+``work_dirs/NAME``) builds the same sub-network, as
+``configs/finetune/moe-vit-tiny_synth_hetero_extract-cls.py`` does.
 """
 import argparse
 import json
