@@ -78,6 +78,32 @@ def test_multi_task_families_train_under_bf16(name, tiny_synth):
     assert_finite_and_down(losses, [f'loss_{task}' for task in cfg.model.heads])
 
 
+def test_hetero_detection_trains_under_bf16(tiny_synth):
+    """configs/hetero's Mask R-CNN (RPN, RoIAlign, box and mask heads) beside cls and semseg,
+    on a 2-block ViT of width 32."""
+    set_random_seed(0)  # the model and the random transforms of the batches
+    cfg = Config.fromfile(osp.join(CONFIGS, 'hetero', 'vit-tiny_synth_cls-det-seg.py'))
+    cfg.model.backbone.update(arch=dict(embed_dim=32, depth=2, num_heads=2), out_indices=(0, 1))
+    for head in cfg.model.heads.values():
+        head.update(in_channels=32, **({'in_index': (0, 1)} if 'in_index' in head else {}))
+    cfg.train_dataloader.dataset.synth_if_missing = False
+    model = MODELS.build(cfg.model)
+    losses = train_rounds(model, bf16_wrapper(cfg, model), task_batches(cfg, tiny_synth))
+    assert_finite_and_down(losses, ['loss_cls', 'loss_det', 'loss_semseg'])
+
+
+def test_chameleon_trains_under_bf16():
+    """An episode batch of configs/chameleon's tiny config (every loss type it draws)."""
+    set_random_seed(0)  # the model and the episodes drawn
+    cfg = Config.fromfile(osp.join(CONFIGS, 'chameleon', 'chameleon-tiny_synth-episodes.py'))
+    cfg.train_dataloader.dataset.update(num_scenes=16, shot=2, query=2, channels=4)
+    model = MODELS.build(cfg.model)
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    batch = pseudo_collate([dataset[0], dataset[1]])
+    losses = train_rounds(model, bf16_wrapper(cfg, model), {'episodes': batch})
+    assert_finite_and_down(losses, [name for name in losses])
+
+
 def test_multilane_trains_under_bf16():
     set_random_seed(0)  # the model and the random transforms of the batches
     cfg = Config.fromfile(osp.join(CONFIGS, 'multilane', 'multilane-tiny_synth-voc-b3c2.py'))
