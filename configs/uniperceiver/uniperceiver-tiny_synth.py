@@ -45,35 +45,25 @@ model = dict(
 
 classes = {{_base_.synth_voc_classes}}
 # SynthScenes' COCO: instances for detection, captions for captioning and retrieval; images
-# of captioned sources are not flipped (captions say 'left' and 'right')
-train_dataloader = dict(dataset=dict(sources=dict(
+# of captioned sources are not flipped (captions say 'left' and 'right'). One piece per split:
+# split -> (pipeline of the image-level sources, pipeline of the labelled ones)
+split_pipelines = dict(train=({{_base_.image_train}}, {{_base_.labelled_train}}),
+                       val=({{_base_.image_val}}, {{_base_.labelled_val}}))
+sources = {split: dict(
     _delete_=True,
     cls=dict(tasks=['cls'], dataset=dict(
         type='ImageNetDataset', data_root='imagenet', metainfo=dict(classes=classes),
-        split='train', pipeline={{_base_.image_train}})),
+        split=split, pipeline=image)),
     det=dict(tasks=['det'], dataset=dict(
-        type='CocoDataset', data_root='coco', metainfo=dict(classes=classes), split='train',
-        pipeline={{_base_.labelled_train}})),
-    caption=dict(tasks=['caption'], dataset=dict(
-        type='CocoDataset', data_root='coco', with_mask=False, split='train',
-        caption_file='annotations/captions_train2017.json', pipeline={{_base_.image_val}})),
-    retrieval=dict(tasks=['retrieval'], dataset=dict(
-        type='CocoDataset', data_root='coco', with_mask=False, split='train',
-        caption_file='annotations/captions_train2017.json', pipeline={{_base_.image_val}})))))
-val_dataloader = dict(dataset=dict(sources=dict(
-    _delete_=True,
-    cls=dict(tasks=['cls'], dataset=dict(
-        type='ImageNetDataset', data_root='imagenet', metainfo=dict(classes=classes),
-        split='val', pipeline={{_base_.image_val}})),
-    det=dict(tasks=['det'], dataset=dict(
-        type='CocoDataset', data_root='coco', metainfo=dict(classes=classes), split='val',
-        pipeline={{_base_.labelled_val}})),
-    caption=dict(tasks=['caption'], dataset=dict(
-        type='CocoDataset', data_root='coco', with_mask=False, split='val',
-        caption_file='annotations/captions_val2017.json', pipeline={{_base_.image_val}})),
-    retrieval=dict(tasks=['retrieval'], dataset=dict(
-        type='CocoDataset', data_root='coco', with_mask=False, split='val',
-        caption_file='annotations/captions_val2017.json', pipeline={{_base_.image_val}})))))
+        type='CocoDataset', data_root='coco', metainfo=dict(classes=classes), split=split,
+        pipeline=labelled)),
+    **{task: dict(tasks=[task], dataset=dict(
+        type='CocoDataset', data_root='coco', with_mask=False, split=split,
+        caption_file=f'annotations/captions_{split}2017.json',
+        pipeline={{_base_.image_val}})) for task in ('caption', 'retrieval')})
+    for split, (image, labelled) in split_pipelines.items()}
+train_dataloader = dict(dataset=dict(sources=sources['train']))
+val_dataloader = dict(dataset=dict(sources=sources['val']))
 test_dataloader = val_dataloader
 train_dataloader.update(batch_size=16)
 
