@@ -96,7 +96,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('--families', nargs='+', default=['semseg', 'normals'])
+    parser.add_argument('--families', nargs='+', default=['semseg', 'normals'],
+                        choices=sorted(FAMILY_INDEX))
     parser.add_argument('--semseg-classes', type=int, nargs='+', default=[2, 3, 12])
     parser.add_argument('--shots', type=int, nargs='+', default=[1, 5, 10])
     parser.add_argument('--steps', type=int, default=50)
@@ -125,6 +126,11 @@ def main(argv=None):
             name = family if len(tasks) == 1 else f'{family}/class{channels[0]}'
             rng = np.random.default_rng(args.seed)
             cand = evalpool.candidates(family, channels[0])
+            if len(cand) < args.num_query + max(args.shots):
+                raise ValueError(
+                    f'{name}: {len(cand)} of the --eval-scenes {args.eval_scenes} scenes show '
+                    f'it, fewer than --num-query {args.num_query} + the largest of --shots '
+                    f'{max(args.shots)}; raise --eval-scenes or lower those')
             order = rng.permutation(cand)
             q_idx = order[:args.num_query]
             x_q, y_q = task_data(evalpool, family, channels, q_idx)
