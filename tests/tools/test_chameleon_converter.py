@@ -1,39 +1,23 @@
 """tools/model_converters/chameleon_official.py: official Chameleon weights -> modzoo."""
-import importlib.util
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from modzoo.registry import MODELS
+from tool_runner import convert_official, load_tool
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / 'tools' / 'model_converters' / 'chameleon_official.py'
 FIXTURE = Path('/work/shared/fixtures/chameleon_official_tiny.pth')
-
-spec = importlib.util.spec_from_file_location('chameleon_official', SCRIPT)
-converter = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(converter)
+converter = load_tool('model_converters/chameleon_official.py')
 
 
 @pytest.mark.skipif(not FIXTURE.exists(), reason='official Chameleon fixture not available')
 def test_official_fixture_converts_with_parity(tmp_path):
-    out = tmp_path / 'chameleon.pth'
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='2')
-    result = subprocess.run([sys.executable, str(SCRIPT), str(FIXTURE), str(out), '--verify'],
-                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    last = result.stdout.strip().splitlines()[-1]
-    diff = float(re.search(r'= (\S+)', last)[1])
-    assert diff <= 1e-4, last
-
-    ckpt = torch.load(out, map_location='cpu', weights_only=True)
-    model = MODELS.build(ckpt['meta']['model'])
-    model.load_state_dict(ckpt['state_dict'])
+    diffs, last, model = convert_official('chameleon_official.py', FIXTURE,
+                                          tmp_path / 'chameleon.pth')
+    assert set(diffs) == {'Y_Q_pred'} and diffs['Y_Q_pred'] <= 1e-4
+    assert float(re.search(r'= (\S+)', last)[1]) == diffs['Y_Q_pred']   # on the last line
     assert model.n_tasks == 3 and model.image_encoder.embed_dim == 192
 
 

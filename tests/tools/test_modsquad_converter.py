@@ -1,43 +1,22 @@
 """tools/model_converters/modsquad_official.py: official Mod-Squad weights -> modzoo."""
-import importlib.util
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from modzoo.registry import MODELS
+from tool_runner import convert_official, load_tool
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / 'tools' / 'model_converters' / 'modsquad_official.py'
 FIXTURE = Path('/work/shared/fixtures/modsquad_official_tiny.pth')
-
-spec = importlib.util.spec_from_file_location('modsquad_official', SCRIPT)
-converter = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(converter)
-
-
-def run(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=300)
+converter = load_tool('model_converters/modsquad_official.py')
 
 
 @pytest.mark.skipif(not FIXTURE.exists(), reason='official Mod-Squad fixture not available')
 def test_official_fixture_converts_within_1e5_and_the_floor_matters(tmp_path, capsys):
-    out = tmp_path / 'modsquad.pth'
-    result = run(FIXTURE, out, '--verify')
-    assert result.returncode == 0, result.stdout + result.stderr
-    last = result.stdout.strip().splitlines()[-1]
+    diffs, last, model = convert_official('modsquad_official.py', FIXTURE,
+                                          tmp_path / 'modsquad.pth')
+    assert len(diffs) == 6 and max(diffs.values()) <= 1e-5  # features, outputs of 3 tasks
     assert last.startswith('largest difference') and float(last.split()[-3]) <= 1e-5, last
-    names = re.findall(r'max \|(.+) - official\|', result.stdout)
-    assert len(names) == 6  # features and outputs of the 3 tasks
-    ckpt = torch.load(out, map_location='cpu', weights_only=True)
-    model = MODELS.build(ckpt['meta']['model'])
-    model.load_state_dict(ckpt['state_dict'])
     assert list(model.heads) == ['class_object', 'depth_euclidean', 'normal']
 
     # without the router's probability floor the outputs move by more than the tolerance

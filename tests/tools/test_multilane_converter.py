@@ -1,9 +1,4 @@
 """tools/model_converters/multilane_official.py: official MULTI-LANE weights -> modzoo."""
-import importlib.util
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,30 +6,18 @@ import timm
 import torch
 
 from modzoo.registry import MODELS
+from tool_runner import convert_official, load_tool
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / 'tools' / 'model_converters' / 'multilane_official.py'
 FIXTURE = Path('/work/shared/fixtures/multilane_official_vit-tiny_t4.pth')
-
-spec = importlib.util.spec_from_file_location('multilane_official', SCRIPT)
-converter = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(converter)
+converter = load_tool('model_converters/multilane_official.py')
 
 
 @pytest.mark.skipif(not FIXTURE.exists(), reason='official MULTI-LANE fixture not available')
 def test_official_fixture_converts_with_parity(tmp_path):
-    out = tmp_path / 'multilane.pth'
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, str(SCRIPT), str(FIXTURE), str(out), '--verify'],
-                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    diffs = dict(re.findall(r'max \|(\w+) - official \w+\| = (\S+)', result.stdout))
+    diffs, last, model = convert_official('multilane_official.py', FIXTURE,
+                                          tmp_path / 'multilane.pth')
     assert set(diffs) == {'logits', 'pathway_cls'}
-    assert all(float(d) <= 1e-4 for d in diffs.values()), result.stdout
-
-    ckpt = torch.load(out, map_location='cpu', weights_only=True)
-    model = MODELS.build(ckpt['meta']['model'])
-    model.load_state_dict(ckpt['state_dict'])
+    assert all(d <= 1e-4 for d in diffs.values()), diffs
     assert model.task_id == 3 and model.backbone.vit.embed_dim == 192
 
 

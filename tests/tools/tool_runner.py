@@ -1,8 +1,13 @@
 """Run the command-line tools the way a user does, on small configs."""
 import importlib.util
 import os
+import re
 import subprocess
 import sys
+
+import torch
+
+from modzoo.registry import MODELS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join(REPO, 'configs', 'quickstart', 'vit-tiny_synth_mtl.py')
@@ -55,3 +60,17 @@ def run_failing_tool(*args, timeout=120):
                           text=True, timeout=timeout)
     assert proc.returncode != 0, f'{args} did not fail:\n{proc.stdout[-4000:]}'
     return proc.stdout + proc.stderr
+
+
+def convert_official(script, fixture, out):
+    """Run ``tools/model_converters/SCRIPT FIXTURE OUT --verify`` as a user does; return the
+    differences it printed ({output name: float}), its last line and the converted model
+    (built from the checkpoint's ``meta.model``, weights loaded strictly)."""
+    proc = run_tool(os.path.join('tools', 'model_converters', script), str(fixture), str(out),
+                    '--verify')
+    diffs = {name: float(value) for name, value in
+             re.findall(r'max \|(.+?) - official .+?\| = (\S+)', proc.stdout)}
+    ckpt = torch.load(out, map_location='cpu', weights_only=True)
+    model = MODELS.build(ckpt['meta']['model'])
+    model.load_state_dict(ckpt['state_dict'])
+    return diffs, proc.stdout.strip().splitlines()[-1], model

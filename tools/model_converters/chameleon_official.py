@@ -16,14 +16,13 @@ With ``--verify``, IN must also hold an episode (``X_S``, ``Y_S``, ``X_Q``, ``t_
 largest absolute difference is printed on the last line, and the exit status is 1 above
 ``--tol``.
 """
-import argparse
 import math
 import re
 import sys
 
 import torch
 
-from modzoo.engine.checkpoint import save_checkpoint_atomic
+from modzoo.converters import converter_parser, write_converted
 from modzoo.registry import MODELS
 from modzoo.weights import load_from_local
 
@@ -185,39 +184,25 @@ def build_converted(data, path):
 
 
 def verify(model, data, path):
-    """Run IN's episode -> the largest absolute difference from the official output."""
+    """Run IN's episode -> {'Y_Q_pred': the largest absolute difference from the official
+    output}."""
     missing = [k for k in EPISODE_KEYS if k not in data]
     if missing:
         raise KeyError(f'{path}: --verify needs {missing} (an episode and the official output)')
     with torch.no_grad():
         pred = model.forward_episode(data['X_S'].float(), data['Y_S'].float(),
                                      data['X_Q'].float(), data['t_idx'], data['g_idx'])
-    return (pred - data['Y_Q_pred']).abs().max().item()
+    return {'Y_Q_pred': (pred - data['Y_Q_pred']).abs().max().item()}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official Chameleon file (state_dict, optionally config)')
-    parser.add_argument('dst', help='where to write the modzoo checkpoint')
-    parser.add_argument('--verify', action='store_true',
-                        help='compare with the official output stored in SRC')
-    parser.add_argument('--tol', type=float, default=1e-4,
-                        help='largest allowed absolute difference (default 1e-4)')
-    args = parser.parse_args(argv)
-
+    args = converter_parser(
+        __doc__.split('\n\n')[0], 'official Chameleon file (state_dict, optionally config)',
+        'compare with the official output stored in SRC').parse_args(argv)
     data = load_official(args.src)
     model, cfg = build_converted(data, args.src)
-    diff = verify(model, data, args.src) if args.verify else None
-    if diff is not None and diff > args.tol:
-        print(f'not written: {args.dst} (the output differs from the official one)')
-    else:
-        save_checkpoint_atomic(dict(state_dict=model.state_dict(), meta=dict(model=cfg)),
-                               args.dst)
-        print(f'wrote {args.dst}')
-    if diff is not None:
-        print(f'max |Y_Q_pred - official Y_Q_pred| = {diff:.3e} (tolerance {args.tol:.0e})')
-        return int(diff > args.tol)
-    return 0
+    diffs = verify(model, data, args.src) if args.verify else None
+    return write_converted(model, cfg, args.dst, diffs, args.tol)
 
 
 if __name__ == '__main__':

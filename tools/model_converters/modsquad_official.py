@@ -23,7 +23,6 @@ With ``--verify``, IN must also hold ``input`` [B, 3, H, W] and the official per
 difference per task is printed, the overall largest last, and the exit status is 1 above
 ``--tol``.
 """
-import argparse
 import re
 import sys
 
@@ -31,7 +30,7 @@ import torch
 
 import modzoo.heads  # noqa: F401 (registers the heads)
 import modzoo.models  # noqa: F401 (registers MultiTaskModel and MoEViT)
-from modzoo.engine import save_checkpoint_atomic
+from modzoo.converters import converter_parser, write_converted
 from modzoo.registry import MODELS
 from modzoo.weights import load_from_local
 
@@ -198,7 +197,7 @@ def build_converted(data, state, config, path):
 
 
 def verify(model, data, path):
-    """Run IN's input; print the per-task differences; return the largest."""
+    """Run IN's input -> {'TASK features' / 'TASK outputs': largest absolute difference}."""
     missing = [k for k in ('input', 'features', 'outputs') if k not in data]
     if missing:
         raise KeyError(f'{path}: --verify needs {missing} (the input and the official '
@@ -216,19 +215,13 @@ def verify(model, data, path):
             got = head(feats) if task.startswith('class') else \
                 head(feats, want.shape[1:3]).permute(0, 2, 3, 1)         # [B, H, W, C]
             diffs[f'{task} outputs'] = (got - want).abs().max().item()
-    for name, diff in diffs.items():
-        print(f'max |{name} - official| = {diff:.3e}')
-    return max(diffs.values())
+    return diffs
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official Mod-Squad checkpoint (state_dict or model)')
-    parser.add_argument('dst', help='where to write the modzoo checkpoint')
-    parser.add_argument('--verify', action='store_true',
-                        help='compare with the official features and outputs stored in SRC')
-    parser.add_argument('--tol', type=float, default=1e-5,
-                        help='largest allowed absolute difference (default 1e-5)')
+    parser = converter_parser(
+        __doc__.split('\n\n')[0], 'official Mod-Squad checkpoint (state_dict or model)',
+        'compare with the official features and outputs stored in SRC', tol=1e-5)
     parser.add_argument('--preset', choices=sorted(PRESETS),
                         help="the official factory function, when SRC has no 'config'")
     parser.add_argument('--tasks', nargs='+',
@@ -242,18 +235,8 @@ def main(argv=None):
     if skipped:
         print(f'no modzoo head for {skipped}: their routers and task embedding are kept, '
               'their heads left out')
-    largest = verify(model, data, args.src) if args.verify else None
-    if largest is not None and not largest <= args.tol:
-        print(f'not written: {args.dst} (the outputs differ from the official ones)')
-    else:
-        save_checkpoint_atomic(dict(state_dict=model.state_dict(), meta=dict(model=cfg)),
-                               args.dst)
-        print(f'wrote {args.dst}')
-    if largest is None:
-        return 0
-    print(f'largest difference to the official features and outputs: {largest:.3e} '
-          f'(tolerance {args.tol:.0e})')
-    return 0 if largest <= args.tol else 1
+    diffs = verify(model, data, args.src) if args.verify else None
+    return write_converted(model, cfg, args.dst, diffs, args.tol)
 
 
 if __name__ == '__main__':

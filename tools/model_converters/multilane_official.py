@@ -12,12 +12,9 @@ With ``--verify``, IN must also hold ``input`` [B, 3, H, W] and the official ``l
 [B, C] (optionally ``pathway_cls`` [B, T, D]); the converted model runs the input, the
 largest absolute differences are printed, and the exit status is 1 above ``--tol``.
 """
-import argparse
 import math
-import os
 import re
 import sys
-import tempfile
 
 import timm
 import torch
@@ -26,6 +23,7 @@ import torch.nn.functional as F
 import modzoo.heads.pathway_head  # noqa: F401 (registers PathwayHead)
 import modzoo.models.backbones.prompted_vit  # noqa: F401 (registers MultiLaneViT)
 import modzoo.models.multilane  # noqa: F401 (registers MultiLane)
+from modzoo.converters import converter_parser, write_converted
 from modzoo.registry import MODELS
 from modzoo.weights import load_from_local
 
@@ -130,8 +128,8 @@ def build_converted(data, path):
     return model.eval(), cfg
 
 
-def verify(model, data, path, tol):
-    """Run IN's input; print the differences from the official outputs; True if within tol."""
+def verify(model, data, path):
+    """Run IN's input -> {output name: largest absolute difference from the official one}."""
     missing = [k for k in ('input', 'logits') if k not in data]
     if missing:
         raise KeyError(f'{path}: --verify needs {missing} (the input and the official logits)')
@@ -142,41 +140,17 @@ def verify(model, data, path, tol):
             if model.head.normalize:
                 pathways = F.normalize(pathways, dim=-1)
             diffs['pathway_cls'] = (pathways - data['pathway_cls']).abs().max().item()
-    for name, diff in diffs.items():
-        print(f'max |{name} - official {name}| = {diff:.3e} (tolerance {tol:.0e})')
-    return max(diffs.values()) <= tol
-
-
-def save_atomic(obj, path):
-    """torch.save to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix='.tmp')
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.remove(tmp)
-        raise
+    return diffs
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official MULTI-LANE file (state_dict, config, class_mask)')
-    parser.add_argument('dst', help='where to write the modzoo checkpoint')
-    parser.add_argument('--verify', action='store_true',
-                        help="compare with the official outputs stored in SRC")
-    parser.add_argument('--tol', type=float, default=1e-4,
-                        help='largest allowed absolute difference (default 1e-4)')
-    args = parser.parse_args(argv)
-
+    args = converter_parser(
+        __doc__.split('\n\n')[0], 'official MULTI-LANE file (state_dict, config, class_mask)',
+        'compare with the official outputs stored in SRC').parse_args(argv)
     data = load_official(args.src)
     model, cfg = build_converted(data, args.src)
-    if args.verify and not verify(model, data, args.src, args.tol):
-        print(f'not written: {args.dst} (the outputs differ from the official ones)')
-        return 1
-    save_atomic(dict(state_dict=model.state_dict(), meta=dict(model=cfg)), args.dst)
-    print(f'wrote {args.dst}')
-    return 0
+    diffs = verify(model, data, args.src) if args.verify else None
+    return write_converted(model, cfg, args.dst, diffs, args.tol)
 
 
 if __name__ == '__main__':
