@@ -123,7 +123,7 @@ def main(argv=None):
         tasks = ([[c] for c in args.semseg_classes] if family == 'semseg'
                  else [list(range(fam.channels))])
         for channels in tasks:
-            name = family if len(tasks) == 1 else f'{family}/class{channels[0]}'
+            name = f'{family}/class{channels[0]}' if family == 'semseg' else family
             rng = np.random.default_rng(args.seed)
             cand = evalpool.candidates(family, channels[0])
             if len(cand) < args.num_query + max(args.shots):
