@@ -7,7 +7,7 @@
 # classification and segmentation resize them to 64 px.
 _base_ = [
     '../_base_/models/vit-tiny-p8_64px.py',
-    '../_base_/datasets/synth_classes.py',
+    '../_base_/datasets/synth_hetero.py',
     '../_base_/schedules/adamw_cosine_iter.py',
     '../_base_/default_runtime.py',
 ]
@@ -31,61 +31,42 @@ model = dict(
     loss_weights=dict(cls=1.0, det=1.0, semseg=1.0),
 )
 
+# the cls and semseg datasets and pipelines of synth_hetero.py; the 128-px scenes are resized
+# to 64 px after loading
 data_root = 'data/synth128'
-small = [dict(type='LoadImage'), dict(type='Resize', scale=64)]
-cls_train = small + [dict(type='RandomFlip', prob=0.5), dict(type='PackTaskInputs')]
-cls_val = small + [dict(type='PackTaskInputs')]
-seg_train = [dict(type='LoadImage'), dict(type='LoadTaskAnnotations'),
-             dict(type='Resize', scale=64), dict(type='RandomFlip', prob=0.5),
-             dict(type='PackTaskInputs')]
-seg_val = [dict(type='LoadImage'), dict(type='LoadTaskAnnotations'),
-           dict(type='Resize', scale=64), dict(type='PackTaskInputs')]
+small = dict(type='Resize', scale=64)
+cls_train = _base_.image_train[:1] + [small] + _base_.image_train[1:]
+cls_val = _base_.image_val[:1] + [small] + _base_.image_val[1:]
+seg_train = _base_.labelled_train[:2] + [small] + _base_.labelled_train[2:]
+seg_val = _base_.labelled_val[:2] + [small] + _base_.labelled_val[2:]
 # large-scale jitter, mild for a short schedule (ViTDet: ratio 0.1-2.0 at 1024 px)
 det_train = [dict(type='LoadImage'), dict(type='LoadTaskAnnotations'),
              dict(type='RandomResize', scale=128, ratio_range=(0.5, 1.5)),
              dict(type='RandomCrop', crop_size=128), dict(type='RandomFlip', prob=0.5),
              dict(type='Pad', size=128), dict(type='PackTaskInputs')]
-det_val = [dict(type='LoadImage'), dict(type='LoadTaskAnnotations'),
-           dict(type='PackTaskInputs')]
-
-cls_data = dict(type='ImageNetDataset', data_root='imagenet',
-                metainfo=dict(classes={{_base_.synth_voc_classes}}))
+det_val = _base_.labelled_val
 det_data = dict(type='CocoDataset', data_root='coco')
-seg_data = dict(type='ADE20KDataset', data_root='ade20k',
-                metainfo=dict(classes={{_base_.synth_semantic_classes}}))
+
+
+def hetero_dataset(split, cls_pipeline, det_pipeline, seg_pipeline):
+    """The three one-task sources of ``split``, in the order the sampler draws them."""
+    return dict(
+        _delete_=True,
+        type='MultiTaskDataset',
+        data_root=data_root,
+        synth_if_missing=dict(root=data_root, size=128),
+        sources=dict(
+            cls=dict(tasks=['cls'], dataset=dict(**_base_.cls_data, split=split,
+                                                 pipeline=cls_pipeline)),
+            det=dict(tasks=['det'], dataset=dict(**det_data, split=split, pipeline=det_pipeline)),
+            semseg=dict(tasks=['semseg'], dataset=dict(**_base_.semseg_data, split=split,
+                                                       pipeline=seg_pipeline))))
+
 
 train_dataloader = dict(
-    batch_size=32,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    batch_sampler=dict(type='TaskBalancedSampler', weighting='temperature', temperature=2.0,
-                       batch_sizes=dict(det=4)),
-    dataset=dict(
-        type='MultiTaskDataset',
-        data_root=data_root,
-        synth_if_missing=dict(root=data_root, size=128),
-        sources=dict(
-            cls=dict(tasks=['cls'], dataset=dict(**cls_data, split='train', pipeline=cls_train)),
-            det=dict(tasks=['det'], dataset=dict(**det_data, split='train', pipeline=det_train)),
-            semseg=dict(tasks=['semseg'], dataset=dict(**seg_data, split='train',
-                                                       pipeline=seg_train)),
-        )))
-val_dataloader = dict(
-    batch_size=16,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='MultiTaskDataset',
-        data_root=data_root,
-        synth_if_missing=dict(root=data_root, size=128),
-        sources=dict(
-            cls=dict(tasks=['cls'], dataset=dict(**cls_data, split='val', pipeline=cls_val)),
-            det=dict(tasks=['det'], dataset=dict(**det_data, split='val', pipeline=det_val)),
-            semseg=dict(tasks=['semseg'], dataset=dict(**seg_data, split='val',
-                                                       pipeline=seg_val)),
-        )))
+    batch_sampler=dict(weighting='temperature', temperature=2.0, batch_sizes=dict(det=4)),
+    dataset=hetero_dataset('train', cls_train, det_train, seg_train))
+val_dataloader = dict(batch_size=16, dataset=hetero_dataset('val', cls_val, det_val, seg_val))
 test_dataloader = val_dataloader
 
 val_evaluator = [
