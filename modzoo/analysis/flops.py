@@ -20,6 +20,7 @@ from modzoo.models.layers.mixture_of_attention import MixtureOfAttentionHeads
 from modzoo.models.layers.moe_flops import MOE_FLOP_HANDLES
 from modzoo.models.layers.moe_mlp import MoEMlp
 from modzoo.models.layers.moe_router import statistics_paused
+from modzoo.structures import TaskDataSample
 
 
 def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
@@ -69,8 +70,13 @@ def count_flops(module: nn.Module, inputs: tuple) -> int:
 
 
 class TaskForward(nn.Module):
-    """``x -> head(backbone(x, task))`` of one task of a :class:`MultiTaskModel`, for tracing
-    (dense heads predict at the input size)."""
+    """``x -> head(backbone(x, task))`` of one task of a :class:`MultiTaskModel`, for tracing.
+
+    Dense heads predict at the input size. A two-stage detector (a head with ``proposals``,
+    :class:`MaskRCNNHead`) runs its test path on the image: RPN, box head on the RPN's
+    proposals, mask head on the detections, so its count depends on how many of them the
+    image and the weights yield (at most ``post_nms_top_n`` and ``detections_per_img``).
+    """
 
     def __init__(self, model: nn.Module, task: str):
         super().__init__()
@@ -79,7 +85,14 @@ class TaskForward(nn.Module):
     def forward(self, x: torch.Tensor):
         feats = self.model._task_features(x, (self.task, ))[0][self.task]
         head = self.model.heads[self.task]
-        return head(feats, x.shape[-2:]) if isinstance(head, DenseHead) else head(feats)
+        if isinstance(head, DenseHead):
+            return head(feats, x.shape[-2:])
+        if hasattr(head, 'proposals'):
+            size = tuple(x.shape[-2:])
+            sample = TaskDataSample(metainfo=dict(img_shape=size, batch_input_shape=size))
+            det = head.proposals(feats, [sample], with_embeddings=False)[0]
+            return det.bboxes, det.scores, det.mask_logits
+        return head(feats)
 
 
 def model_summary(model: nn.Module, img_size: Sequence[int],

@@ -2,16 +2,21 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
+from modzoo.analysis import model_summary
 from modzoo.registry import MODELS
 from modzoo.structures import Features, TaskDataSample
 
 ANCHORS = ((8, ), (16, ), (32, ), (64, ), (128, ))
 
 
-def _head(**kwargs):
+def _head_cfg(**kwargs):
     cfg = dict(type='MaskRCNNHead', num_classes=3, in_channels=32, channels=32, box_fc=64,
                anchor_sizes=ANCHORS, box_convs=1, mask_convs=1, rpn_convs=1)
-    return MODELS.build({**cfg, **kwargs})
+    return {**cfg, **kwargs}
+
+
+def _head(**kwargs):
+    return MODELS.build(_head_cfg(**kwargs))
 
 
 def _sample(boxes, labels, size=64, **meta):
@@ -98,3 +103,20 @@ def test_loss_in_eval_mode_is_the_training_loss():
     torch.manual_seed(0)
     in_train = head.train().loss(feats, samples)
     assert torch.equal(in_eval['loss'], in_train['loss'])
+
+
+def test_flops_count_the_test_path_per_detection():
+    """model_summary runs the detector's test path: each detection adds its mask branch,
+    by hand: 3x3 conv 32->32 at 14x14 (1,806,336) + LayerNorm (5 x 32 x 14 x 14 = 31,360)
+    + 2x2 deconv to 28x28 (802,816) + 1x1 conv 32->4 at 28x28 (100,352) multiply-adds."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='MultiTaskModel',
+        backbone=dict(type='ViT', arch=dict(embed_dim=32, depth=2, num_heads=2), img_size=64,
+                      patch_size=16, out_indices=(1, )),
+        heads=dict(det=_head_cfg(roi_cfg=dict(score_thresh=0.0)))))
+    flops = []
+    for detections in (7, 14):  # score_thresh 0: every image fills its detections
+        model.heads.det.roi_heads.detections_per_img = detections
+        flops.append(model_summary(model, (64, 64))['tasks']['det']['gflops'] * 1e9)
+    assert flops[1] - flops[0] == pytest.approx(7 * 2_740_864, abs=1)
