@@ -76,7 +76,7 @@ val_evaluator = [
 ]
 test_evaluator = val_evaluator
 
-max_iters = 240
+max_iters = 600  # about 200 batches per task
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
