@@ -2,19 +2,17 @@
 
 Distributed: ``torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch``
 (gloo on CPU, nccl on CUDA).
+
+torch, mmengine's runner and modzoo's engine are imported in ``main()`` after the torch-free
+check of the config's ``type=`` names against the cached registries, so a typo fails at once.
 """
 import argparse
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.device import get_device
-from mmengine.runner import Runner
 
-from modzoo.engine import (check_tasks, check_types, check_weighting_sampler,
-                           check_weighting_strategy, fsdp_wrapper_cfg, init_distributed,
-                           use_safe_checkpoints)
-from modzoo.engine.optimizers import amp_optim_wrapper
+from modzoo.type_names import check_cached_types
 
 
 def parse_args():
@@ -79,10 +77,14 @@ def merge_args(cfg, args):
             raise SystemExit('--strategy fsdp shards the model over processes: start with '
                              'torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch')
         if cfg.get('model_wrapper_cfg') is None:
+            from modzoo.engine import fsdp_wrapper_cfg
             cfg.model_wrapper_cfg = fsdp_wrapper_cfg()
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     if args.amp:
+        from mmengine.device import get_device
+
+        from modzoo.engine.optimizers import amp_optim_wrapper
         try:
             cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper, get_device())
         except ValueError as error:
@@ -93,7 +95,12 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    check_types(cfg, args.config)  # a mistyped type= fails here, before the Runner
+    check_cached_types(cfg, args.config)  # a mistyped type= fails here, without torch
+    from mmengine.runner import Runner
+
+    from modzoo.engine import (check_tasks, check_types, check_weighting_sampler,
+                               check_weighting_strategy, init_distributed, use_safe_checkpoints)
+    check_types(cfg, args.config)  # the full check, before the Runner
     check_tasks(cfg)
     check_weighting_sampler(cfg)
     check_weighting_strategy(cfg)
