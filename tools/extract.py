@@ -1,19 +1,20 @@
 """Extract one task's expert sub-network from a multi-task MoE model (Mod-Squad ``pruning``).
 
     python tools/extract.py CONFIG CKPT --task NAME --out DIR [--usage JSON]
-        [--usage-rule {ema,total}] [--thresh 3]
+        [--usage-rule {ema,total}] [--thresh 3 | --keep-top-k]
 
 Per MoE layer the task keeps the experts whose share of its routing choices exceeds
 ``thresh / k`` percent (at least its k most used; ``modzoo.analysis.select_experts``),
 counted by the routers' usage buffers saved in CKPT (``--usage-rule``) or read from an
-``expert_usage_*.json`` of ``ExpertUsageHook`` (``--usage``). Writes ``DIR/<config>_<task>.pth`` and
-``DIR/<config>_<task>.py`` (the one-task model, its data and metric, ``load_from`` the
-new checkpoint), and prints total params, the task's active params and GFLOPs before and
-after. Evaluate the result with ``python tools/test.py DIR/<config>_<task>.py
-DIR/<config>_<task>.pth``. A checked-in config needs no written file: the source config cut
-to the task (backbone ``tasks``, head, data, metric) with ``model.backbone.experts_from`` and
-``load_from`` set to the checkpoint (a path, or ``modzoo://NAME`` when DIR is
-``work_dirs/NAME``) builds the same sub-network, as
+``expert_usage_*.json`` of ``ExpertUsageHook`` (``--usage``); with ``--keep-top-k`` exactly
+its k most used (each MoE layer then runs as a dense layer of the active size). Writes
+``DIR/<config>_<task>.pth`` and ``DIR/<config>_<task>.py`` (the one-task model, its data and
+metric, ``load_from`` the new checkpoint), and prints total params, the task's active params
+and GFLOPs before and after. Evaluate the result with
+``python tools/test.py DIR/<config>_<task>.py DIR/<config>_<task>.pth``. A checked-in config
+needs no written file: the source config cut to the task (backbone ``tasks``, head, data,
+metric) with ``model.backbone.experts_from`` and ``load_from`` set to the checkpoint (a path,
+or ``modzoo://NAME`` when DIR is ``work_dirs/NAME``) builds the same sub-network, as
 ``configs/finetune/moe-vit-tiny_synth_hetero_extract-cls.py`` does.
 """
 import argparse
@@ -46,6 +47,11 @@ def parse_args():
                              'experts the trained routers no longer use)')
     parser.add_argument('--thresh', type=float, default=3.0,
                         help='keep experts above thresh / k percent of the routing choices')
+    parser.add_argument('--keep-top-k', action='store_true',
+                        help='keep exactly the k most used experts of each layer (k: its top-k): '
+                             'every token then uses every kept expert, so each MoE layer runs '
+                             'as a dense layer of the active size, without dispatch; tokens '
+                             'that chose a removed expert are routed among the kept ones')
     return parser.parse_args()
 
 
@@ -75,7 +81,7 @@ def main():
     before = summary_line('full', model, args.task, img_size)
 
     sub_cfg, state, kept = extract_task(model, cfg, args.task, usage, args.thresh,
-                                        args.usage_rule)
+                                        args.usage_rule, args.keep_top_k)
     name = f'{osp.splitext(osp.basename(args.config))[0]}_{args.task}'
     ckpt_path = osp.join(args.out, f'{name}.pth')
     sub_cfg.load_from = ckpt_path
@@ -85,7 +91,8 @@ def main():
     after = summary_line('extracted', sub_model, args.task, img_size)
 
     meta = dict(source_config=args.config, source_checkpoint=args.checkpoint, task=args.task,
-                thresh=args.thresh, usage=args.usage or args.usage_rule, kept_experts=kept)
+                thresh=args.thresh, keep_top_k=args.keep_top_k,
+                usage=args.usage or args.usage_rule, kept_experts=kept)
     save_checkpoint_atomic(dict(state_dict=state, meta=meta), ckpt_path)
     write_atomic(osp.join(args.out, f'{name}.py'), sub_cfg.pretty_text.encode())
     for layer, experts in kept.items():

@@ -23,12 +23,16 @@ from .task_data import keep_task_data
 State = Dict[str, Tensor]
 
 
-def select_experts(counts: Tensor, top_k: int, thresh: float = 3.0) -> List[int]:
+def select_experts(counts: Tensor, top_k: int, thresh: float = 3.0,
+                   keep_top_k: bool = False) -> List[int]:
     """Experts to keep from one task's usage ``counts`` [E] (tokens routed to each expert).
 
     Mod-Squad's rule: keep expert e if its share of the task's routing choices, in percent,
     exceeds ``thresh / top_k`` (3 / 4 = 0.75 % for an MLP with k = 4); if fewer than
-    ``top_k`` pass, keep the ``top_k`` most used. Returns sorted expert indices.
+    ``top_k`` pass, keep the ``top_k`` most used. With ``keep_top_k``, keep the ``top_k``
+    most used only: the layer then runs as a dense layer of the active size (every token
+    uses every kept expert, ``moe_export.py``); the tokens that chose a removed expert are
+    routed among the kept ones. Returns sorted expert indices.
     """
     total = counts.sum()
     if total <= 0:
@@ -36,7 +40,7 @@ def select_experts(counts: Tensor, top_k: int, thresh: float = 3.0) -> List[int]
                          'select experts by (evaluate or train the model first, or pass --usage)')
     share = 100.0 * counts.double() / total
     keep = torch.nonzero(share > thresh / top_k).flatten()
-    if keep.numel() < top_k:
+    if keep_top_k or keep.numel() < top_k:
         keep = counts.topk(top_k).indices
     return sorted(keep.tolist())
 
@@ -62,7 +66,7 @@ USAGE_RULES = ('ema', 'total')
 
 
 def extract_task(model, cfg: Config, task: str, usage: Optional[Dict[str, Tensor]] = None,
-                 thresh: float = 3.0, rule: str = 'ema'
+                 thresh: float = 3.0, rule: str = 'ema', keep_top_k: bool = False
                  ) -> Tuple[Config, State, Dict[str, List[int]]]:
     """The config, state dict and kept experts of ``task``'s sub-network of ``model``.
 
@@ -79,6 +83,7 @@ def extract_task(model, cfg: Config, task: str, usage: Optional[Dict[str, Tensor
             of the task's last passes, i.e. how the trained routers route) or 'total'
             (``usage``: every token since the model was built, the early near-uniform
             routing included).
+        keep_top_k: keep each layer's k most used experts only (:func:`select_experts`).
 
     Returns:
         (config of the one-task model, its state dict, ``{layer name: kept experts}``).
@@ -98,7 +103,7 @@ def extract_task(model, cfg: Config, task: str, usage: Optional[Dict[str, Tensor
         counts = torch.as_tensor(usage[name]) if usage is not None else (
             layer.router.usage_ema if rule == 'ema' else layer.router.usage)
         try:
-            kept[name] = select_experts(counts[row], layer.router.top_k, thresh)
+            kept[name] = select_experts(counts[row], layer.router.top_k, thresh, keep_top_k)
         except ValueError as err:
             hint = ' (a checkpoint from before usage_ema: use the total rule)' if (
                 usage is None and rule == 'ema' and layer.router.usage[row].sum() > 0) else ''

@@ -40,11 +40,11 @@ def moe_model():
         SMALL_VIT, out_indices=(1, ), moa_experts=4, mlp_experts=6, mlp_top_k=2))
 
 
-def extracted_moe_model():
+def extracted_moe_model(keep_top_k=False):
     model = moe_model()
     with torch.no_grad():  # usage counts to select the experts by
         model._task_features(torch.rand(4, 3, 32, 32), ('semseg', ))
-    cfg, state, kept = extract_task(model, model.cfg, 'semseg')
+    cfg, state, kept = extract_task(model, model.cfg, 'semseg', keep_top_k=keep_top_k)
     small = MODELS.build(cfg.model).eval()
     small.load_state_dict(state)
     small.cfg = cfg
@@ -70,6 +70,8 @@ FAMILIES = {
                                   dict(SMALL_VIT, out_indices=(1, ))), 'depth'),
     'moe': (moe_model, 'cls'),
     'extracted-moe': (extracted_moe_model, 'semseg'),
+    # k experts per layer: no dispatch in eager, the same all-experts graph in the export
+    'extracted-moe-top-k': (lambda: extracted_moe_model(keep_top_k=True), 'semseg'),
     'taskexpert': (lambda: small_model(
         'taskexpert/taskexpert_vit-tiny-p8_synth-nyud.py', dict(SMALL_VIT, out_indices=(0, 1)),
         heads_in=16, neck=dict(in_channels=32, in_index=(0, 1), channels=16)), 'normals'),

@@ -77,6 +77,8 @@ def test_select_experts_threshold_rule():
     assert select_experts(torch.tensor([50, 30, 15, 4, 1, 0]), top_k=2) == [0, 1, 2, 3]
     # only one passes: the top-k by usage
     assert select_experts(torch.tensor([100, 0, 1, 0]), top_k=2, thresh=3) == [0, 2]
+    # keep_top_k: the k most used only, whatever passes the threshold
+    assert select_experts(torch.tensor([30, 50, 15, 4, 1, 0]), top_k=2, keep_top_k=True) == [0, 1]
     with pytest.raises(ValueError, match='never routed a token'):
         select_experts(torch.zeros(4), top_k=2)
 

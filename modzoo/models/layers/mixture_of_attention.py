@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from modzoo.registry import MODELS
 from .moe_dispatch import (dispatch, combine, expert_capacity, from_slots, grouped_linear,
                            plan_dispatch, to_slots)
-from .moe_export import moa_export_forward
+from .moe_export import all_experts_attention
 from .moe_losses import MoEAuxLoss
 from .moe_mlp import init_experts
 from .moe_router import TaskRouter, TaskSpec
@@ -44,7 +44,9 @@ class MixtureOfAttentionHeads(nn.Module):
             :func:`~modzoo.models.layers.moe_mlp.init_experts`); ``kv`` gets timm's.
 
     Parameters: ``q_weight`` [E, D, d], ``out_weight`` [E, d, D], ``kv`` Linear(D, 2d).
-    ``export_dispatch = True`` selects the export-friendly forward of ``moe_export.py``.
+    ``export_dispatch = True`` selects the export-friendly forward of ``moe_export.py`` (every
+    query expert on every token, no dispatch), which a layer of ``num_heads`` experts (E == k)
+    always takes: it is then a multi-query attention of k heads with gate-scaled heads.
     """
     export_dispatch = False
 
@@ -99,14 +101,14 @@ class MixtureOfAttentionHeads(nn.Module):
         if x.dim() != 3:
             raise ValueError(f'MixtureOfAttentionHeads expects tokens [B, N, D], got '
                              f'shape {tuple(x.shape)}')
-        if self.export_dispatch:
-            return moa_export_forward(self, x, task), {}
         batch, num_tokens, _ = x.shape
         k, d = self.num_heads, self.head_dims
         tokens = x.reshape(batch * num_tokens, -1)
         routing = self.router(tokens, task)
         capacity = None if self.capacity_factor is None else expert_capacity(
             tokens.shape[0], self.num_experts, k, self.capacity_factor)
+        if self.export_dispatch or self.num_experts == k:
+            return all_experts_attention(self, x, routing, capacity), self.aux_loss(routing)
         plan = plan_dispatch(routing.topk_experts, routing.topk_gates, self.num_experts,
                              capacity)
         q = grouped_linear(dispatch(tokens, plan), plan, self.q_weight)  # [P, d]

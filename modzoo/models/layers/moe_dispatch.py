@@ -131,8 +131,11 @@ def grouped_linear(x: Tensor, plan: DispatchPlan, weight: Tensor,
 
 
 def _grouped_mm_supported(x: Tensor, weight: Tensor) -> bool:
-    """``F.grouped_mm`` takes fp32/bf16 operands whose strides are multiples of 16 bytes."""
-    if not hasattr(F, 'grouped_mm') or x.dtype not in (torch.float32, torch.bfloat16):
+    """``F.grouped_mm`` takes fp32/bf16 operands whose strides are multiples of 16 bytes
+    (bf16 only under ``torch.compile``: its fake-tensor check refuses fp32)."""
+    dtypes = (torch.bfloat16, ) if torch.compiler.is_compiling() else (torch.float32,
+                                                                       torch.bfloat16)
+    if not hasattr(F, 'grouped_mm') or x.dtype not in dtypes:
         return False
     align = 16 // x.element_size()
     return all(s == 1 or s % align == 0 for t in (x, weight) for s in t.stride())

@@ -1,12 +1,22 @@
-"""Export-friendly forward of the MoE layers: static shapes, no data-dependent control flow.
+"""Every expert on every token: the MoE layers' forward for export, and for layers where it is
+cheaper than dispatch.
 
 The sort-based dispatch (``moe_dispatch.py``) groups the (token, expert) pairs into jagged
 per-expert groups whose sizes are read back to Python, which ``torch.export`` and ONNX cannot
-trace. This path runs every expert on every token and weights the results by dense gates
-[S, E] that are zero but for each token's kept top-k experts, so every shape depends on the
-number of tokens only. It gives the sort-based path's outputs (tested equal in eval, with and
-without a capacity) at E / k times its expert FLOPs: it is for export, selected with
-:func:`set_export_dispatch`; training and eager inference keep the sort-based path.
+trace. These functions run all E experts of a layer as ONE matrix product (the experts' hidden
+units side by side, [D, E * H]), scale each expert's chunk by its gate (zero but for the
+token's kept top-k experts) and sum the chunks with a second product ([E * H, D]), so every
+shape depends on the number of tokens only. They give the dispatch's outputs (tested equal,
+with and without a capacity) at E / k times its expert FLOPs (for attention: E / k times the
+query and output projections, the attention itself k queries per token).
+
+A layer takes this path
+
+* when ``export_dispatch`` is set (:func:`set_export_dispatch`, for ``torch.export`` / ONNX);
+* when it keeps no more experts than it selects (E == k, e.g. extracted with
+  ``tools/extract.py --keep-top-k``): every token then uses every expert, and the layer is
+  exactly a dense MLP (attention) of the active size whose hidden chunks (heads) are scaled by
+  the gate, with no dispatch at all.
 """
 from typing import Optional
 
@@ -14,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .moe_dispatch import expert_capacity
 from .moe_router import Routing
 
 
@@ -43,39 +52,47 @@ def kept_slot_gates(routing: Routing, num_experts: int,
     return gates * (rank < capacity).view(k, num_tokens).t().to(gates.dtype)
 
 
-def _slot_gates(layer, tokens: Tensor, task, top_k: int) -> tuple:
-    """Route ``tokens`` [S, D]; returns (experts [S, k], kept gates [S, k] in tokens' dtype)."""
-    routing = layer.router(tokens, task)
-    capacity = None if layer.capacity_factor is None else expert_capacity(
-        tokens.shape[0], layer.num_experts, top_k, layer.capacity_factor)
-    gates = kept_slot_gates(routing, layer.num_experts, capacity)
-    return routing.topk_experts, gates.to(tokens.dtype)
+def expert_gates(routing: Routing, num_experts: int, capacity: Optional[int] = None) -> Tensor:
+    """[S, E]: each token's kept gates at its top-k experts, zero at the other experts."""
+    gates = kept_slot_gates(routing, num_experts, capacity)
+    return gates.new_zeros(gates.shape[0], num_experts).scatter(1, routing.topk_experts, gates)
 
 
-def moe_mlp_export_forward(layer, x: Tensor, task) -> Tensor:
-    """``MoEMlp`` on ``x`` [..., D] with every expert on every token -> [..., D]."""
-    tokens = x.reshape(-1, x.shape[-1])
-    experts, gates = _slot_gates(layer, tokens, task, layer.top_k)
-    dense_gates = torch.einsum('sk,ske->se', gates,
-                               F.one_hot(experts, layer.num_experts).to(gates.dtype))
-    h = torch.einsum('sd,edh->seh', tokens, layer.fc1_weight) + layer.fc1_bias
-    h = layer.drop(layer.act(h))
-    y = torch.einsum('seh,ehd->sed', h, layer.fc2_weight) + layer.fc2_bias  # [S, E, D]
-    out = layer.drop(torch.einsum('se,sed->sd', dense_gates, y))
-    return out.reshape(x.shape)
+def all_experts_mlp(layer, tokens: Tensor, gates: Tensor) -> Tensor:
+    """``MoEMlp`` on ``tokens`` [S, D] with the gates [S, E] of :func:`expert_gates` -> [S, D]:
+    sum_e g_e (act(x W1_e + b1_e) W2_e + b2_e)."""
+    num_experts, _, hidden = layer.fc1_weight.shape
+    gates = gates.to(tokens.dtype)
+    h = torch.baddbmm(layer.fc1_bias.unsqueeze(1), tokens.expand(num_experts, -1, -1),
+                      layer.fc1_weight)  # [E, S, H]
+    h = layer.drop(layer.act(h)).transpose(0, 1)  # [S, E, H]
+    # gates first: the product is laid out as the gates [S, E, 1] are, so scaling the
+    # chunks also puts them side by side in one pass ([S, E * H] without another copy)
+    h = (gates.unsqueeze(-1).to(h.dtype) * h).reshape(tokens.shape[0], -1)
+    fc2 = layer.fc2_weight.reshape(num_experts * hidden, -1)  # [E * H, D]
+    return layer.drop(torch.addmm(gates @ layer.fc2_bias, h, fc2))
 
 
-def moa_export_forward(layer, x: Tensor, task) -> Tensor:
-    """``MixtureOfAttentionHeads`` on ``x`` [B, N, D] with every query expert on every token."""
+def all_experts_attention(layer, x: Tensor, routing: Routing,
+                          capacity: Optional[int] = None) -> Tensor:
+    """``MixtureOfAttentionHeads`` on ``x`` [B, N, D] routed by ``routing``, every query
+    expert on every token -> [B, N, D]. The k queries of each token are picked from the E
+    experts' (unless E == k) and attend the shared key and value head."""
     batch, num_tokens, _ = x.shape
-    k, d = layer.num_heads, layer.head_dims
+    k, d, num_experts = layer.num_heads, layer.head_dims, layer.num_experts
     tokens = x.reshape(batch * num_tokens, -1)
-    experts, gates = _slot_gates(layer, tokens, task, k)
-    onehot = F.one_hot(experts, layer.num_experts).to(x.dtype)  # [S, k, E]
-    q_all = torch.einsum('sd,edh->seh', tokens, layer.q_weight)  # [S, E, d]
-    q = torch.einsum('ske,seh->skh', onehot, q_all).reshape(batch, 1, num_tokens * k, d)
+    q = torch.bmm(tokens.expand(num_experts, -1, -1), layer.q_weight).transpose(0, 1)  # [S, E, d]
+    slots = routing.topk_experts.unsqueeze(-1).expand(-1, -1, d)  # [S, k, d]
+    if num_experts == k:  # every token uses every expert: the experts are the slots
+        gates = expert_gates(routing, num_experts, capacity)
+    else:
+        gates, q = kept_slot_gates(routing, num_experts, capacity), q.gather(1, slots)
     key, value = layer.kv(x).unsqueeze(1).chunk(2, dim=-1)  # [B, 1, N, d] each
-    heads = F.scaled_dot_product_attention(q, key, value).reshape(-1, k, d)  # [S, k, d]
-    per_expert = torch.einsum('ske,skh->seh', onehot * gates.unsqueeze(-1), heads)
-    out = torch.einsum('seh,ehd->sd', per_expert, layer.out_weight)
+    heads = F.scaled_dot_product_attention(
+        q.reshape(batch, 1, num_tokens * k, d), key, value,
+        dropout_p=layer.attn_drop if layer.training else 0.0)
+    heads = heads.reshape(-1, k, d) * gates.to(heads.dtype).unsqueeze(-1)  # [S, k, d]
+    if num_experts != k:
+        heads = heads.new_zeros(tokens.shape[0], num_experts, d).scatter(1, slots, heads)
+    out = heads.reshape(tokens.shape[0], -1) @ layer.out_weight.reshape(num_experts * d, -1)
     return layer.proj_drop(out).view(batch, num_tokens, -1)

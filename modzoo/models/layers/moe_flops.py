@@ -4,7 +4,9 @@ The expert matmuls of :mod:`moe_dispatch` run as one ``aten::_grouped_mm`` over 
 routed (token, expert) pairs only, so counting that op counts just the experts each token
 uses (fvcore skips the op otherwise). Like fvcore, one multiply-add is one FLOP. Where
 ``F.grouped_mm`` cannot run (other dtypes, unaligned widths) the layers fall back to
-per-expert ``matmul`` calls, which fvcore already counts.
+per-expert ``matmul`` calls, which fvcore already counts. The every-expert forward of
+:mod:`moe_export` runs its first product as ``aten::baddbmm`` (bias + batched product),
+counted as the batched product.
 
 Usage::
 
@@ -12,7 +14,7 @@ Usage::
 """
 from typing import Any, List
 
-from fvcore.nn.jit_handles import get_shape
+from fvcore.nn.jit_handles import bmm_flop_jit, get_shape
 
 
 def grouped_mm_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
@@ -30,4 +32,9 @@ def grouped_mm_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return macs
 
 
-MOE_FLOP_HANDLES = {'aten::_grouped_mm': grouped_mm_flop_jit}
+def baddbmm_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """MACs of ``baddbmm(bias, a [E, S, K], b [E, K, N])``: those of ``bmm(a, b)``."""
+    return bmm_flop_jit(inputs[1:3], outputs)
+
+
+MOE_FLOP_HANDLES = {'aten::_grouped_mm': grouped_mm_flop_jit, 'aten::baddbmm': baddbmm_flop_jit}

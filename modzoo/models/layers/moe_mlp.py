@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from modzoo.registry import MODELS
 from .moe_dispatch import combine, dispatch, expert_capacity, grouped_linear, plan_dispatch
-from .moe_export import moe_mlp_export_forward
+from .moe_export import all_experts_mlp, expert_gates
 from .moe_losses import MoEAuxLoss
 from .moe_router import TaskRouter, TaskSpec
 
@@ -60,7 +60,8 @@ class MoEMlp(nn.Module):
     Parameters: ``fc1_weight`` [E, D, H], ``fc1_bias`` [E, H], ``fc2_weight`` [E, H, D],
     ``fc2_bias`` [E, D]; ``router.usage`` [T, E] counts the tokens each task sent to each
     expert. ``export_dispatch = True`` (``set_export_dispatch``) selects the export-friendly
-    forward of ``moe_export.py``.
+    forward of ``moe_export.py`` (every expert on every token); a layer of ``top_k`` experts
+    (E == k) always takes it: it is then a dense MLP of the active size times the gates.
     """
     export_dispatch = False
 
@@ -117,23 +118,22 @@ class MoEMlp(nn.Module):
         of the tokens (attribute-level routing, Uni-Perceiver-MoE; build the layer with
         ``router_dims=R``).
         """
-        if self.export_dispatch:
-            if router_input is not None:
-                raise NotImplementedError('MoEMlp: the export dispatch routes on the tokens; '
-                                          'router_input is not supported there')
-            return moe_mlp_export_forward(self, x, task), {}
         tokens = x.reshape(-1, x.shape[-1])
         num_tokens = tokens.shape[0]
         gate_in = tokens if router_input is None else router_input.reshape(num_tokens, -1)
         routing = self.router(gate_in, task)
         capacity = None if self.capacity_factor is None else expert_capacity(
             num_tokens, self.num_experts, self.top_k, self.capacity_factor)
-        plan = plan_dispatch(routing.topk_experts, routing.topk_gates, self.num_experts,
-                             capacity)
-        h = grouped_linear(dispatch(tokens, plan), plan, self.fc1_weight, self.fc1_bias)
-        h = self.drop(self.act(h))
-        y = grouped_linear(h, plan, self.fc2_weight)
-        out = self.drop(combine(y, plan, num_tokens, self.fc2_bias))
+        if self.export_dispatch or self.num_experts == self.top_k:
+            gates = expert_gates(routing, self.num_experts, capacity)
+            out = all_experts_mlp(self, tokens, gates)
+        else:
+            plan = plan_dispatch(routing.topk_experts, routing.topk_gates, self.num_experts,
+                                 capacity)
+            h = grouped_linear(dispatch(tokens, plan), plan, self.fc1_weight, self.fc1_bias)
+            h = self.drop(self.act(h))
+            y = grouped_linear(h, plan, self.fc2_weight)
+            out = self.drop(combine(y, plan, num_tokens, self.fc2_bias))
         return out.reshape(x.shape[:-1] + out.shape[-1:]), self.aux_loss(routing)
 
     @torch.no_grad()

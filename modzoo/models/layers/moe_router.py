@@ -203,7 +203,9 @@ class TaskRouter(nn.Module):
         # an exported graph keeps no statistics, a recomputed pass records none again
         if recording() and not torch.compiler.is_exporting():
             with torch.no_grad():
-                counts = torch.bincount(experts.flatten(), minlength=self.num_experts)
+                chosen = experts.flatten()  # counted with a static shape: no graph break
+                counts = chosen.new_zeros(self.num_experts).scatter_add_(
+                    0, chosen, torch.ones_like(chosen))
                 self.usage[t] += counts
                 self.usage_ema[t] = torch.lerp(counts.to(self.usage_ema.dtype),
                                                self.usage_ema[t], self.usage_momentum)

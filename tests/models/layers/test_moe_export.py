@@ -35,3 +35,37 @@ def test_kept_slot_gates_drop_as_plan_dispatch():
     routing = Routing(None, None, experts, gates, 0)
     kept = kept_slot_gates(routing, num_experts=2, capacity=2)
     assert kept.tolist() == [[0.5, 0.5], [0.5, 0.5], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize('training', [False, True])
+@pytest.mark.parametrize('layer_type', [MoEMlp, MixtureOfAttentionHeads])
+def test_layer_of_top_k_experts_runs_dense_as_the_dispatch(layer_type, training):
+    """A layer of k experts (every token uses all: no dispatch) gives the outputs and gradients
+    of a layer of k + 2 experts whose router may pick the same k only (dispatch path)."""
+    torch.manual_seed(0)
+    k = 3
+    kwargs = dict(num_heads=k) if layer_type is MixtureOfAttentionHeads else dict(top_k=k)
+    wide = layer_type(24, num_experts=k + 2, **kwargs).train(training)
+    for p in wide.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    wide.router.restrict(None, range(k))
+    dense = layer_type(24, num_experts=k, **kwargs).train(training)
+    dense.load_state_dict({name: first_experts(value, k + 2, k)
+                           for name, value in wide.state_dict().items()})
+    x = torch.randn(3, 5, 24)
+    outs = []
+    for layer in (wide, dense):
+        out, _ = layer(x)
+        out.square().sum().backward()
+        outs.append(out)
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    for name, param in dense.named_parameters():
+        torch.testing.assert_close(param.grad, first_experts(wide.get_parameter(name).grad,
+                                                             k + 2, k), atol=1e-3, rtol=1e-3)
+    assert torch.equal(dense.router.usage, wide.router.usage[:, :k])
+
+
+def first_experts(tensor, num_experts, k):
+    """``tensor`` with its expert axis (the first of size ``num_experts``) cut to ``k``."""
+    axes = [i for i, size in enumerate(tensor.shape) if size == num_experts]
+    return tensor.narrow(axes[0], 0, k) if axes else tensor
