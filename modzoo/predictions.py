@@ -7,8 +7,12 @@ head                   files
 =====================  ==========================================================================
 ClsHead                ``.json``: ``label``, ``class``, ``score`` and the ``topk`` (label, class,
                        score) best classes
-MultiLabelClsHead      ``.json``: ``labels`` and ``classes`` scoring at least ``score_thr``,
-                       ``scores`` [C] of every class
+MultiLabelClsHead,     ``.json``: ``labels`` and ``classes`` scoring at least ``score_thr``,
+PathwayHead            ``scores`` [C] of every class (MULTI-LANE: the classes seen so far
+(MULTI-LANE)           only are listed; a single-label one writes ClsHead's json)
+MaskRCNNHead           ``.json``: ``height``, ``width`` and the ``instances``, COCO-style:
+                       ``label``, ``class``, ``score``, ``bbox`` [x, y, w, h] and
+                       ``segmentation`` (compressed RLE, ``pycocotools.mask.decode`` reads it)
 SemSegHead (parts)     ``.png``: palette png of class indices (reads back as indices with PIL)
 DepthHead              ``.png``: uint16 millimetres (NYUD-v2 raw depth); ``.npy``: float32 metres
 NormalHead             ``.png``: RGB (n + 1) / 2 * 255 (InvPT; ``read_normal_png`` reads it back)
@@ -30,9 +34,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from modzoo.engine.visualization import PALETTE
+from modzoo.evaluation.metrics.coco import encode_masks
 from modzoo.heads.classification import ClsHead
 from modzoo.heads.dense import DenseHead
+from modzoo.heads.mask_rcnn import MaskRCNNHead
 from modzoo.heads.multilabel import MultiLabelClsHead
+from modzoo.heads.pathway_head import PathwayHead
 
 CLASS_MAPS = ('pred_sem_seg', 'pred_parts')
 DEPTH_PNG_SCALE = 1000.0  # uint16 png units per metre
@@ -44,11 +51,13 @@ def pred_field(head) -> str:
         return 'pred_scores'
     if isinstance(head, ClsHead):
         return 'pred_score'
-    if isinstance(head, DenseHead):
+    if isinstance(head, PathwayHead):
+        return 'pred_scores' if head.multi_label else 'pred_score'
+    if isinstance(head, (DenseHead, MaskRCNNHead)):
         return head.pred_key
     raise KeyError(f'no prediction file format for a {type(head).__name__}: tools/infer.py '
-                   'writes classification, multi-label and dense (segmentation, depth, '
-                   'normals, edge, saliency) predictions')
+                   'writes classification, multi-label, detection and dense (segmentation, '
+                   'depth, normals, edge, saliency) predictions')
 
 
 def dense_at_original_size(pred: torch.Tensor, sample, field: str) -> torch.Tensor:
@@ -69,7 +78,8 @@ def dense_at_original_size(pred: torch.Tensor, sample, field: str) -> torch.Tens
 
 def save_prediction(sample, task: str, head, out_dir: str, stem: str,
                     classes: Optional[Sequence[str]] = None, palette: Optional[np.ndarray] = None,
-                    topk: int = 5, score_thr: float = 0.5) -> List[str]:
+                    topk: int = 5, score_thr: float = 0.5,
+                    candidates: Optional[Sequence[int]] = None) -> List[str]:
     """Write ``task``'s prediction of ``sample`` under ``out_dir/task/``; returns the paths.
 
     Args:
@@ -80,19 +90,23 @@ def save_prediction(sample, task: str, head, out_dir: str, stem: str,
         palette: uint8 [>= num_classes, 3] colours of class maps (default: PASCAL VOC's).
         topk: classes listed in a classification json.
         score_thr: a multi-label class is listed when its score is at least this.
+        candidates: the classes a multi-label prediction may list (default: all).
     """
     field = pred_field(head)
-    pred = getattr(sample, field).detach().cpu()
     base = osp.join(out_dir, task, stem)
     os.makedirs(osp.dirname(base), exist_ok=True)
     name = (lambda i: classes[i] if classes is not None and i < len(classes) else str(i))
+    if field == 'pred_instances':
+        return [_write_json(base, instances_json(sample.pred_instances, sample, name))]
+    pred = getattr(sample, field).detach().cpu()
     if field == 'pred_score':
         scores, labels = pred.float().topk(min(topk, pred.numel()))
         best = [dict(label=int(i), **{'class': name(int(i))}, score=float(s))
                 for s, i in zip(scores, labels)]
         return [_write_json(base, dict(best[0], topk=best))]
     if field == 'pred_scores':
-        labels = [int(i) for i in torch.nonzero(pred >= score_thr).flatten()]
+        labels = [int(i) for i in torch.nonzero(pred >= score_thr).flatten()
+                  if candidates is None or int(i) in candidates]
         return [_write_json(base, dict(labels=labels, classes=[name(i) for i in labels],
                                        scores=[float(s) for s in pred]))]
     pred = dense_at_original_size(pred, sample, field)
@@ -111,6 +125,21 @@ def save_prediction(sample, task: str, head, out_dir: str, stem: str,
         return [_save_png(Image.fromarray(rgb.astype(np.uint8)), base)]
     grey = (pred.float().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
     return [_save_png(Image.fromarray(grey), base)]
+
+
+def instances_json(instances, sample, name) -> dict:
+    """``pred_instances`` (bboxes [N, 4] xyxy, scores, labels, masks uint8 [N, H, W] in the
+    original image) as ``{height, width, instances: [...]}`` with COCO's bbox and RLE."""
+    height, width = sample.ori_shape[:2]
+    boxes = instances.bboxes.detach().cpu().double()
+    boxes[:, 2:] -= boxes[:, :2]
+    masks = instances.masks.cpu().numpy().astype(np.uint8).reshape(-1, height, width)
+    rles = encode_masks(masks) if len(masks) else []
+    return dict(height=int(height), width=int(width), instances=[
+        dict(label=int(label), **{'class': name(int(label))}, score=float(score),
+             bbox=[round(v, 2) for v in box], segmentation=rle)
+        for label, score, box, rle in zip(instances.labels.tolist(), instances.scores.tolist(),
+                                          boxes.tolist(), rles)])
 
 
 def _write_json(base: str, content: dict) -> str:

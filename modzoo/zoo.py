@@ -70,9 +70,11 @@ def inference(model: torch.nn.Module, images, tasks: Optional[Sequence[str]] = N
 
     Args:
         model: a model of :func:`get_model` (its ``cfg`` gives the test pipeline: that of the
-            first source of ``test_dataloader``). It is put in eval mode.
+            first test source labelling the tasks, its annotation loading skipped). It is put
+            in eval mode.
         images: a file path or an RGB uint8 array [H, W, 3], or a list of them.
-        tasks: the task names to predict.
+        tasks: the task names to predict; tasks whose test pipelines differ (e.g. detection
+            at its own resolution) are predicted in separate calls (:func:`pipeline_groups`).
 
     Returns:
         A ``TaskDataSample`` with the ``pred_*`` fields (a list for a list input).
@@ -81,12 +83,17 @@ def inference(model: torch.nn.Module, images, tasks: Optional[Sequence[str]] = N
     if cfg is None:
         raise AttributeError('inference needs the model config as model.cfg: build the model '
                              'with modzoo.get_model, or set model.cfg = Config.fromfile(...)')
-    tasks = tuple(tasks or model.tasks)
-    unknown = [task for task in tasks if task not in model.tasks]
+    model_tasks = tuple(task_heads(model))
+    tasks = tuple(tasks or model_tasks)
+    unknown = [task for task in tasks if task not in model_tasks]
     if unknown:
-        raise KeyError(f'tasks {unknown} are not tasks of the model; it has {list(model.tasks)}')
+        raise KeyError(f'tasks {unknown} are not tasks of the model; it has {list(model_tasks)}')
+    groups = pipeline_groups(cfg, tasks)
+    if len(groups) > 1:
+        raise ValueError(f'the tasks {[list(g) for g in groups]} have different test pipelines '
+                         f'in {cfg.filename}: predict each group in its own inference call')
     single = not isinstance(images, (list, tuple))
-    transforms = [TRANSFORMS.build(t) for t in _test_pipeline(cfg)]
+    transforms = [TRANSFORMS.build(t) for t in _test_pipeline(cfg, tasks[0])]
     batch = []
     for image in [images] if single else images:
         if isinstance(image, np.ndarray):
@@ -107,10 +114,41 @@ def inference(model: torch.nn.Module, images, tasks: Optional[Sequence[str]] = N
     return samples[0] if single else samples
 
 
-def _test_pipeline(cfg: Config) -> list:
+def task_heads(model: torch.nn.Module) -> dict:
+    """``{task: head}`` of a model: a ``MultiTaskModel``'s ``heads``; for a model with one
+    ``head`` (MULTI-LANE), that head under the task of its test data."""
+    if hasattr(model, 'heads'):
+        return dict(model.heads)
+    if hasattr(model, 'head') and getattr(model, 'cfg', None) is not None:
+        return {task: model.head for task in _test_sources(model.cfg)[0]['tasks'] or ()}
+    raise TypeError(f'{type(model).__name__} has neither one head per task (heads) nor one '
+                    'head and a config (head, cfg): no task to predict')
+
+
+def pipeline_groups(cfg: Config, tasks: Sequence[str]) -> list:
+    """``tasks`` grouped by test pipeline (annotation loading aside), in order: one
+    :func:`inference` call predicts one group."""
+    groups = {}
+    for task in tasks:
+        steps = [t for t in _test_pipeline(cfg, task) if t['type'] != 'LoadTaskAnnotations']
+        groups.setdefault(repr(steps), []).append(task)
+    return [tuple(group) for group in groups.values()]
+
+
+def _test_sources(cfg: Config) -> list:
+    """The test sources of ``cfg`` as ``[{tasks: [...] or None, dataset: {...}}]``."""
     dataset = cfg.test_dataloader.dataset
-    if 'sources' in dataset:
-        dataset = next(iter(dataset.sources.values()))['dataset']
+    if 'sources' not in dataset:
+        return [dict(tasks=None, dataset=dataset)]
+    return [dict(tasks=source.get('tasks'), dataset=source['dataset'])
+            for source in dataset.sources.values()]
+
+
+def _test_pipeline(cfg: Config, task: Optional[str] = None) -> list:
+    """The test pipeline of the first test source labelling ``task`` (else the first)."""
+    sources = _test_sources(cfg)
+    dataset = next((s['dataset'] for s in sources if task in (s['tasks'] or ())),
+                   sources[0]['dataset'])
     if 'pipeline' not in dataset:
         raise KeyError(f'{cfg.filename}: test_dataloader.dataset has no pipeline (nor sources '
                        'with one)')

@@ -5,9 +5,12 @@
 
 INPUT is an image, a folder (its images, recursively) or a quoted glob. Each image gets one
 prediction per task under ``DIR/<task>/<image stem>.<ext>`` in the formats of
-:mod:`modzoo.predictions` (classification json, palette png, 16-bit depth png + npy, normals
-png, ...). An image that cannot be decoded is skipped with a warning naming it. The last line
-is a JSON summary (images, skipped, seconds, images/s).
+:mod:`modzoo.predictions` (classification and multi-label json, detection json with COCO
+boxes and RLE masks, palette png, 16-bit depth png + npy, normals png, ...). Models with one
+head per task (``MultiTaskModel``: dense, MoE, extracted, TaskExpert) and MULTI-LANE (the
+classes seen so far) predict; each task sees its own test pipeline (e.g. detection at its own
+resolution). An image that cannot be decoded is skipped with a warning naming it. The last
+line is a JSON summary (images, skipped, seconds, images/s).
 """
 import argparse
 import glob
@@ -22,8 +25,9 @@ import torch
 from mmengine.utils import ProgressBar
 
 from modzoo.datasets.transforms.loading import read_image
+from modzoo.heads.pathway_head import PathwayHead
 from modzoo.predictions import pred_field, save_prediction
-from modzoo.zoo import inference, init_model
+from modzoo.zoo import inference, init_model, pipeline_groups, task_heads
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -72,18 +76,29 @@ def unique_stems(paths):
 
 
 def task_rounds(model, tasks):
-    """Split ``tasks`` into rounds whose heads write different ``pred_*`` fields, so that
-    one sample holds every prediction of a round (two classification tasks: two rounds)."""
-    rounds = []
-    for task in tasks:
-        field = pred_field(model.heads[task])
-        for group in rounds:
-            if field not in group.values():
-                group[task] = field
-                break
-        else:
-            rounds.append({task: field})
-    return [tuple(group) for group in rounds]
+    """Split ``tasks`` into rounds, each one :func:`inference` call: tasks of one test
+    pipeline whose heads write different ``pred_*`` fields, so that one sample holds every
+    prediction of a round (two classification tasks: two rounds)."""
+    heads, rounds = task_heads(model), []
+    for group in pipeline_groups(model.cfg, tasks):
+        group_rounds = []
+        for task in group:
+            field = pred_field(heads[task])
+            for fields in group_rounds:
+                if field not in fields.values():
+                    fields[task] = field
+                    break
+            else:
+                group_rounds.append({task: field})
+        rounds += [tuple(fields) for fields in group_rounds]
+    return rounds
+
+
+def listed_classes(model, head):
+    """The classes a multi-label json may list: MULTI-LANE's seen so far; None: all."""
+    if not isinstance(head, PathwayHead):
+        return None
+    return set(torch.nonzero(head.class_mask[:model.task_id + 1].any(0)).flatten().tolist())
 
 
 def task_metainfo(cfg, task):
@@ -102,10 +117,10 @@ def main(argv=None):
     if args.batch_size < 1:
         raise SystemExit(f'--batch-size must be at least 1, got {args.batch_size}')
     model = init_model(args.config, args.checkpoint, device=args.device)
-    heads = getattr(model, 'heads', None)
-    if heads is None:
-        raise SystemExit(f'{type(model).__name__} has no task heads: tools/infer.py predicts '
-                         'models with one head per task (MultiTaskModel)')
+    try:
+        heads = task_heads(model)
+    except TypeError as error:
+        raise SystemExit(f'tools/infer.py cannot predict with this model: {error}') from None
     tasks = args.tasks or list(heads)
     unknown = [task for task in tasks if task not in heads]
     if unknown:
@@ -113,6 +128,7 @@ def main(argv=None):
                          f'{list(heads)}')
     rounds = task_rounds(model, tasks)
     meta = {task: task_metainfo(model.cfg, task) for task in tasks}
+    candidates = {task: listed_classes(model, heads[task]) for task in tasks}
     paths = find_images(args.inputs)
     stems = dict(zip(paths, unique_stems(paths)))
     progress = ProgressBar(len(paths), file=sys.stderr)
@@ -135,7 +151,8 @@ def main(argv=None):
                     classes, palette = meta[task]
                     written += len(save_prediction(sample, task, heads[task], args.out_dir,
                                                    stems[path], classes, palette,
-                                                   score_thr=args.score_thr))
+                                                   score_thr=args.score_thr,
+                                                   candidates=candidates[task]))
         done += len(batch)
         for _ in range(len(paths[first:first + args.batch_size])):
             progress.update()
