@@ -92,10 +92,13 @@ def test_hetero_detection_trains_under_bf16(tiny_synth):
     assert_finite_and_down(losses, ['loss_cls', 'loss_det', 'loss_semseg'])
 
 
-def test_chameleon_trains_under_bf16():
-    """An episode batch of configs/chameleon's tiny config (every loss type it draws)."""
+@pytest.mark.parametrize('name', ['chameleon-tiny_synth-episodes.py',
+                                  'chameleon-tiny-moevit_synth-episodes.py'])
+def test_chameleon_trains_under_bf16(name):
+    """An episode batch of configs/chameleon's tiny configs (BEiT and MoEViT image encoders;
+    every loss type the batch draws)."""
     set_random_seed(0)  # the model and the episodes drawn
-    cfg = Config.fromfile(osp.join(CONFIGS, 'chameleon', 'chameleon-tiny_synth-episodes.py'))
+    cfg = Config.fromfile(osp.join(CONFIGS, 'chameleon', name))
     cfg.train_dataloader.dataset.update(num_scenes=16, shot=2, query=2, channels=4)
     model = MODELS.build(cfg.model)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
