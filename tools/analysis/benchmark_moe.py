@@ -18,14 +18,20 @@ MLP (E=16 experts, k=2, D=384, expert hidden 1536, 8 x 197 tokens):
     re-implemented below on the same parameters; target >= 1.1.
   * ``padded_bmm_vs_ours``: the capacity-buffer alternative (Tutel/GShard layout: scatter
     the pairs into [E, C, D], C = the largest expert load, two ``baddbmm``) / ``MoEMlp``.
-  * ``bias_fold_speedup``: ``MoEMlp`` with the experts' output bias added to every pair's
-    row (the layer before it folded that bias into the combine) / ``MoEMlp``.
+  * ``bias_fold_speedup``: ``MoEMlp`` with both expert biases gathered for every pair and
+    added (the layer before its biases were folded) / ``MoEMlp``; ``fc1_bias_fold_speedup``
+    the same with the fc2 bias in the combine (the layer before ``grouped_linear`` added its
+    bias as a one-hot product) / ``MoEMlp``.
   * ``gemm_floor_vs_dense``: the six matrix products of the experts' forward + backward
     alone (h = x W1, y = h W2, dh = dy W2^T, dW2 = h^T dy, dx = dh W1^T, dW1 = x^T dh, one
     ``mm`` per expert on S * k / E rows, into preallocated outputs) over the dense MLP's six
     products (S rows, hidden k * 1536). No design that multiplies each expert's rows by its
     own weights gets under this ratio; ``ratio_vs_dense`` minus it is what dispatch,
     combine, routing and the per-expert bias, activation and gradient buffers add.
+  * ``layer_products_vs_dense``: the same six products as the layer runs them (two
+    ``grouped_linear`` calls and their autograd backward, on the layer's own routing of
+    the batch: uneven loads, fresh gradient buffers) over the dense MLP's six products;
+    ``ratio_vs_dense`` minus it is the layer's work outside the experts' products.
 ViT-S (12 blocks, D=384, 6 heads, 8 images of 224 px): one training step (forward, cross
 entropy, backward, fused AdamW) of timm ``VisionTransformer`` with an ``MoEMlp`` (E=16, k=2,
 hidden 4D/k = 768, balance and z losses on) as the MLP of every other block, over the dense
@@ -53,6 +59,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from modzoo.models.layers.moe_dispatch import combine, dispatch, grouped_linear, plan_dispatch
 from modzoo.models.layers.moe_mlp import MoEMlp
+from modzoo.models.layers.moe_router import statistics_paused
 
 
 class ParallelLinear(torch.autograd.Function):
@@ -148,14 +155,33 @@ class PaddedBmmMoEMlp(MoEDesign):
         return combine(y, plan, tokens.shape[0]).view(x.shape)
 
 
-class BiasPerPairMoEMlp(MoEDesign):
-    """``MoEMlp`` as it was before its combine took the output bias: b2 added to every pair."""
+def gathered_bias_linear(x, plan, weight, bias):
+    """``grouped_linear`` with each pair's bias row gathered ([P, N]) and added."""
+    y = grouped_linear(x, plan, weight)
+    return y + bias.to(y.dtype).index_select(0, plan.expert_idx)
+
+
+class GatheredBiasMoEMlp(MoEDesign):
+    """``MoEMlp`` as it was before its biases were folded: the fc1 bias row of every pair
+    gathered and added, and the fc2 bias too (``fc2_in_combine=False``: the layer before
+    the combine took it) or in the combine (``True``: before ``grouped_linear`` added its
+    bias as a one-hot product)."""
+
+    def __init__(self, moe, fc2_in_combine):
+        super().__init__(moe)
+        self.fc2_in_combine = fc2_in_combine
 
     def forward(self, x):
         moe, (tokens, plan) = self.moe, self.plan(x)
-        h = moe.act(grouped_linear(dispatch(tokens, plan), plan, moe.fc1_weight, moe.fc1_bias))
-        y = grouped_linear(h, plan, moe.fc2_weight, moe.fc2_bias)
-        return combine(y, plan, tokens.shape[0]).view(x.shape)
+        h = moe.act(gathered_bias_linear(dispatch(tokens, plan), plan, moe.fc1_weight,
+                                         moe.fc1_bias))
+        if self.fc2_in_combine:
+            y = combine(grouped_linear(h, plan, moe.fc2_weight), plan, tokens.shape[0],
+                        moe.fc2_bias)
+        else:
+            y = combine(gathered_bias_linear(h, plan, moe.fc2_weight, moe.fc2_bias), plan,
+                        tokens.shape[0])
+        return y.view(x.shape)
 
 
 class TaskMlp(nn.Module):
@@ -260,9 +286,28 @@ def products(x, w1, h, w2, dy, out):
     return step
 
 
+def layer_products(plan, dims, hidden, device, dtype):
+    """The experts' six products as ``MoEMlp`` runs them: two ``grouped_linear`` calls on
+    ``plan`` (the layer's own routing: uneven loads) and their autograd backward."""
+    def leaf(*shape):
+        return torch.randn(*shape, device=device, dtype=dtype, requires_grad=True)
+    rows, num_experts = len(plan.expert_idx), len(plan.counts)
+    x, h = leaf(rows, dims), leaf(rows, hidden)
+    w1, w2 = leaf(num_experts, dims, hidden), leaf(num_experts, hidden, dims)
+    dh, dy = torch.randn_like(h), torch.randn_like(x)
+
+    def step():
+        for t in (x, h, w1, w2):
+            t.grad = None
+        torch.autograd.backward([grouped_linear(x, plan, w1), grouped_linear(h, plan, w2)],
+                                [dh, dy])
+    return step
+
+
 def gemm_floor(device, repeats, tokens, dims, num_experts, top_k, hidden,
-               dtype=torch.float32, clock=time.perf_counter):
-    """Median ratio of the experts' six products (balanced loads) to the dense MLP's."""
+               dtype=torch.float32, clock=time.perf_counter, plan=None):
+    """Median ratio of the experts' six products (balanced loads) to the dense MLP's, and
+    with a ``plan`` that of :func:`layer_products` on it: (floor, layer products or None)."""
 
     def operands(groups, rows, width):
         def rand(*shape):
@@ -276,8 +321,11 @@ def gemm_floor(device, repeats, tokens, dims, num_experts, top_k, hidden,
         return products(x, w1, h, w2, dy, out)
     steps = {'experts': operands(num_experts, tokens * top_k // num_experts, hidden),
              'dense': operands(1, tokens, top_k * hidden)}
+    if plan is not None:
+        steps['layer'] = layer_products(plan, dims, hidden, device, dtype)
     times = time_interleaved(steps, repeats, device, clock)
-    return median_ratio(times, 'experts', 'dense')
+    return (median_ratio(times, 'experts', 'dense'),
+            None if plan is None else median_ratio(times, 'layer', 'dense'))
 
 
 def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, top_k, hidden,
@@ -286,19 +334,24 @@ def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, t
     moe = MoEMlp(dims, num_experts, top_k, hidden_dims=hidden).to(device)
     variants = {'moe': moe, 'dense': Mlp(dims, top_k * hidden).to(device),
                 'reference': ReferenceMoEMlp(moe), 'padded_bmm': PaddedBmmMoEMlp(moe),
-                'bias_per_pair': BiasPerPairMoEMlp(moe)}
+                'biases_gathered': GatheredBiasMoEMlp(moe, fc2_in_combine=False),
+                'fc1_bias_gathered': GatheredBiasMoEMlp(moe, fc2_in_combine=True)}
     x = torch.randn(batch, tokens, dims, device=device, requires_grad=True)
     grad_out = torch.randn(batch, tokens, dims, device=device)
     with torch.no_grad(), autocast():  # the designs compute the same function
         expected = moe(x)[0].float()
         mixed = torch.is_autocast_enabled(device.type)
         tolerance = (3e-2 if mixed else 1e-4) * expected.abs().max().item()
-        for name in ('reference', 'padded_bmm', 'bias_per_pair'):
+        for name in ('reference', 'padded_bmm', 'biases_gathered', 'fc1_bias_gathered'):
             error = (variants[name](x).float() - expected).abs().max().item()
             assert error <= tolerance, f'{name} differs from MoEMlp by {error}'
     steps = {name: forward_backward(m, x, grad_out, autocast) for name, m in variants.items()}
     times = time_interleaved(steps, repeats, device, clock)
     load = moe.router.usage.sum(0)
+    with torch.no_grad(), statistics_paused():
+        plan = MoEDesign(moe).plan(x)[1]
+    floor, products_ratio = gemm_floor(device, repeats, batch * tokens, dims, num_experts,
+                                       top_k, hidden, floor_dtype, clock, plan)
     return dict(
         shape=dict(tokens=batch * tokens, dims=dims, num_experts=num_experts, top_k=top_k,
                    expert_hidden=hidden, dense_hidden=top_k * hidden),
@@ -307,9 +360,10 @@ def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, t
         ratio_vs_dense=round(median_ratio(times, 'moe', 'dense'), 3),
         speedup_vs_loop=round(median_ratio(times, 'reference', 'moe'), 3),
         padded_bmm_vs_ours=round(median_ratio(times, 'padded_bmm', 'moe'), 3),
-        bias_fold_speedup=round(median_ratio(times, 'bias_per_pair', 'moe'), 3),
-        gemm_floor_vs_dense=round(gemm_floor(device, repeats, batch * tokens, dims,
-                                             num_experts, top_k, hidden, floor_dtype, clock), 3),
+        bias_fold_speedup=round(median_ratio(times, 'biases_gathered', 'moe'), 3),
+        fc1_bias_fold_speedup=round(median_ratio(times, 'fc1_bias_gathered', 'moe'), 3),
+        gemm_floor_vs_dense=round(floor, 3),
+        layer_products_vs_dense=round(products_ratio, 3),
         peak_memory_mb={name: round(peak_memory_mb(step, device), 1)
                         for name, step in steps.items()})
 

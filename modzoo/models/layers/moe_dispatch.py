@@ -126,8 +126,16 @@ def grouped_linear(x: Tensor, plan: DispatchPlan, weight: Tensor,
         groups = x.split(plan.counts.tolist())
         y = torch.cat([xi @ wi for xi, wi in zip(groups, weight.unbind(0))])
     if bias is not None:
-        y = y + bias.to(dtype).index_select(0, plan.expert_idx)
+        # each pair's bias row is one_hot(expert) [P, E] @ bias [E, N], added in place by one
+        # addmm: no [P, N] rows of biases gathered, and the bias gradient is one product
+        # (one_hot^T @ dy) instead of a scatter-add of the [P, N] gradient
+        y = y.addmm_(expert_one_hot(plan, weight.shape[0], dtype), bias.to(dtype))
     return y
+
+
+def expert_one_hot(plan: DispatchPlan, num_experts: int, dtype: torch.dtype) -> Tensor:
+    """[P, E] matrix with a 1 at each pair's expert."""
+    return F.one_hot(plan.expert_idx, num_experts).to(dtype)
 
 
 def _grouped_mm_supported(x: Tensor, weight: Tensor) -> bool:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from modzoo.models.layers.moe_dispatch import plan_dispatch
 from modzoo.models.layers.moe_mlp import MoEMlp
 
 SCRIPT = Path(__file__).resolve().parents[3] / 'tools' / 'analysis' / 'benchmark_moe.py'
@@ -27,17 +28,37 @@ def test_reference_and_padded_designs_match_moe_mlp():
     x = torch.randn(2, 9, 16, requires_grad=True)
     expected = _outputs_and_grads(moe, x)
     for design in (benchmark.ReferenceMoEMlp(moe), benchmark.PaddedBmmMoEMlp(moe),
-                   benchmark.BiasPerPairMoEMlp(moe)):
+                   benchmark.GatheredBiasMoEMlp(moe, fc2_in_combine=False),
+                   benchmark.GatheredBiasMoEMlp(moe, fc2_in_combine=True)):
         for got, want in zip(_outputs_and_grads(design, x), expected):
             assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_moe_mlp_equals_the_layer_before_the_bias_folds():
+    """The layer's output and gradients at the benchmark's widths (one image of 197 tokens,
+    weights and biases of unit output scale) equal, to 1e-6 of their largest value in fp32,
+    those of the layer with every pair's bias rows gathered and added (before the overhead
+    work) and with only the fc1 bias gathered (before the one-hot bias)."""
+    torch.manual_seed(0)
+    moe = MoEMlp(384, num_experts=16, top_k=2, hidden_dims=1536)
+    with torch.no_grad():
+        for p in moe.parameters():
+            p.normal_(0, p.shape[-2] ** -0.5 if p.ndim == 3 else 1.0)
+    x = torch.randn(1, 197, 384, requires_grad=True)
+    expected = _outputs_and_grads(moe, x)
+    for fc2_in_combine in (False, True):
+        before = benchmark.GatheredBiasMoEMlp(moe, fc2_in_combine=fc2_in_combine)
+        for got, want in zip(_outputs_and_grads(before, x), expected):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-6 * want.abs().max().item())
 
 
 def test_mlp_benchmark_runs_on_tiny_sizes():
     result = benchmark.benchmark_mlp(torch.device('cpu'), nullcontext, repeats=2, batch=2,
                                      tokens=64, dims=64, num_experts=4, top_k=2, hidden=256)
     assert set(result['median_ms']) == {'moe', 'dense', 'reference', 'padded_bmm',
-                                        'bias_per_pair'}
+                                        'biases_gathered', 'fc1_bias_gathered'}
     assert result['ratio_vs_dense'] > 0 and result['speedup_vs_loop'] > 0
+    assert result['layer_products_vs_dense'] > 0
     assert all(mb > 0 for mb in result['peak_memory_mb'].values())
 
 
@@ -55,9 +76,10 @@ def test_gemm_floor_times_the_six_products_of_an_mlp_step():
     dx, dw1, dw2 = torch.autograd.grad(y, leaves, dy)
     for key, want in dict(y=y, dx=dx, dw1=dw1, dw2=dw2, h=h).items():
         torch.testing.assert_close(out[key], want.detach())
-    ratio = benchmark.gemm_floor(torch.device('cpu'), repeats=2, tokens=32, dims=16,
-                                 num_experts=4, top_k=2, hidden=32)
-    assert ratio > 0
+    plan = plan_dispatch(torch.rand(32, 4).topk(2).indices, torch.rand(32, 2), 4)
+    floor, layer = benchmark.gemm_floor(torch.device('cpu'), repeats=2, tokens=32, dims=16,
+                                        num_experts=4, top_k=2, hidden=32, plan=plan)
+    assert floor > 0 and layer > 0
 
 
 def test_mlp_benchmark_in_bf16_autocast_on_cpu():
@@ -67,3 +89,4 @@ def test_mlp_benchmark_in_bf16_autocast_on_cpu():
                                      tokens=64, dims=64, num_experts=4, top_k=2, hidden=256,
                                      floor_dtype=torch.bfloat16, clock=time.process_time)
     assert result['ratio_vs_dense'] > 0 and result['bias_fold_speedup'] > 0
+    assert result['fc1_bias_fold_speedup'] > 0

@@ -112,22 +112,29 @@ def test_gradcheck_dispatch_chain():
 
 
 @pytest.mark.parametrize('capacity', [None, 9])
-def test_combine_folds_the_output_bias_as_adding_it_to_every_pair(capacity):
-    """The MoE MLP before the overhead work added b2 to each pair's row; combine(bias=b2)
-    gives the same output and gradients (to 1e-6 in fp32)."""
+def test_folded_biases_equal_the_gathered_bias_rows(capacity):
+    """Before the overhead work the MoE MLP gathered each pair's fc1 and fc2 bias rows and
+    added them; now grouped_linear adds the fc1 bias as one_hot(expert) @ bias and combine
+    starts its sum with the gates times the fc2 bias: same output and gradients (to 1e-6 in
+    fp32)."""
     torch.manual_seed(0)
     num_tokens, experts = 40, 5
     plan = plan_dispatch(torch.rand(num_tokens, experts).topk(2).indices,
                          torch.rand(num_tokens, 2), experts, capacity)
-    h = torch.randn(len(plan.token_idx), 24, requires_grad=True)
-    weight = torch.randn(experts, 24, 16, requires_grad=True)
-    bias = torch.randn(experts, 16, requires_grad=True)
-    grad_out = torch.randn(num_tokens, 16)
+    x = torch.randn(len(plan.token_idx), 24, requires_grad=True)
+    w1, w2 = (torch.randn(experts, 24, 24, requires_grad=True) for _ in range(2))
+    b1, b2 = (torch.randn(experts, 24, requires_grad=True) for _ in range(2))
+    grad_out = torch.randn(num_tokens, 24)
     results = []
-    for before in (True, False):
-        y = grouped_linear(h, plan, weight, bias if before else None)
-        out = combine(y, plan, num_tokens, None if before else bias)
-        results.append((out, *torch.autograd.grad(out, (h, weight, bias), grad_out)))
+    for gathered in (True, False):
+        if gathered:
+            h = grouped_linear(x, plan, w1) + b1.index_select(0, plan.expert_idx)
+            y = grouped_linear(h, plan, w2) + b2.index_select(0, plan.expert_idx)
+            out = combine(y, plan, num_tokens)
+        else:
+            h = grouped_linear(x, plan, w1, b1)
+            out = combine(grouped_linear(h, plan, w2), plan, num_tokens, b2)
+        results.append((out, *torch.autograd.grad(out, (x, w1, b1, w2, b2), grad_out)))
     for a, b in zip(*results):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-6 * a.abs().max().item())
 
