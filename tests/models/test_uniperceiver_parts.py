@@ -50,6 +50,29 @@ def test_decoder_causal_text_and_padding():
         dec(tokens, types, valid, 'vqa')
 
 
+def test_decoder_layers_are_pre_norm_as_v1():
+    """x + attn(LN(x)), then + FFN(LN(x)) (v1's norm_first=True); False gives BERT's LN(x + .)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 32)
+    for norm_first in (True, False):
+        layer = UnifiedDecoder(embed_dim=32, depth=1, num_heads=4, drop=0.0,
+                               norm_first=norm_first).layers[0]
+        with torch.no_grad():
+            layer.norm1.weight.uniform_(0.5, 1.5)
+            layer.norm2.bias.normal_()
+
+        def attn(h):
+            return layer.attn(h, h, h, need_weights=False)[0]
+        if norm_first:
+            h = x + attn(layer.norm1(x))
+            expected = h + layer.ffn(layer.norm2(h))
+        else:
+            h = layer.norm1(x + attn(x))
+            expected = layer.norm2(h + layer.ffn(h))
+        out, _ = layer(x, None, torch.zeros(2, 4, dtype=torch.bool), None)
+        torch.testing.assert_close(out, expected)
+
+
 def test_attribute_routing_sends_equal_attributes_to_equal_experts():
     torch.manual_seed(0)
     dec = UnifiedDecoder(embed_dim=32, depth=1, num_heads=4, drop=0.0,

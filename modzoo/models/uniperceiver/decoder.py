@@ -25,14 +25,17 @@ def prefix_causal_mask(length: int, prefix: int, device=None) -> Tensor:
 
 
 class DecoderLayer(nn.Module):
-    """Post-norm Transformer layer (BERT): x = LN(x + attn(x)); x = LN(x + FFN(x)).
+    """Transformer layer, pre-norm as Uni-Perceiver v1's code (``norm_first=True`` in its
+    ``UnifiedBertEncoder``): x = x + attn(LN(x)); x = x + FFN(LN(x)). ``norm_first=False``
+    gives BERT's post-norm: x = LN(x + attn(x)); x = LN(x + FFN(x)).
 
     The FFN is an MLP, or with ``moe`` an :class:`MoEMlp` whose router sees each token's
     attribute embedding (attribute-level conditional MoE)."""
 
     def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: float, drop: float,
-                 moe: Optional[dict], attr_dims: int):
+                 moe: Optional[dict], attr_dims: int, norm_first: bool = True):
         super().__init__()
+        self.norm_first = norm_first
         self.attn = nn.MultiheadAttention(embed_dim, num_heads, dropout=drop, batch_first=True)
         self.norm1 = nn.LayerNorm(embed_dim)
         self.norm2 = nn.LayerNorm(embed_dim)
@@ -47,14 +50,22 @@ class DecoderLayer(nn.Module):
                 attributes: Optional[Tensor]):
         """x [B, L, D]; attn_mask bool [L, L] (True = blocked); padding bool [B, L] (True =
         padded key); attributes [B, L, A] -> (x [B, L, D], aux losses)."""
+        if self.norm_first:
+            h = self.norm1(x)
+            x = x + self.drop(self.attn(h, h, h, attn_mask=attn_mask, key_padding_mask=padding,
+                                        need_weights=False)[0])
+            y, aux = self._ffn(self.norm2(x), attributes)
+            return x + self.drop(y), aux
         a = self.attn(x, x, x, attn_mask=attn_mask, key_padding_mask=padding,
                       need_weights=False)[0]
         x = self.norm1(x + self.drop(a))
-        if self.moe:
-            y, aux = self.ffn(x, router_input=attributes)
-        else:
-            y, aux = self.ffn(x), {}
+        y, aux = self._ffn(x, attributes)
         return self.norm2(x + self.drop(y)), aux
+
+    def _ffn(self, x, attributes):
+        if self.moe:
+            return self.ffn(x, router_input=attributes)
+        return self.ffn(x), {}
 
 
 @MODELS.register_module()
@@ -74,18 +85,20 @@ class UnifiedDecoder(BaseModule):
         moe: None for dense FFNs, else :class:`MoEMlp` arguments (``num_experts``,
             ``top_k``, ``balance_weight`` ...), used in every layer.
         attr_dims: width of the attribute embedding the routers read.
+        norm_first: pre-norm layers (v1's code; the model's output projection starts with
+            the final LayerNorm), or BERT's post-norm with False.
     """
 
     def __init__(self, embed_dim: int = 768, depth: int = 6, num_heads: int = 12,
                  mlp_ratio: float = 4.0, drop: float = 0.1, moe: Optional[dict] = None,
-                 attr_dims: int = 64, init_cfg=None):
+                 attr_dims: int = 64, norm_first: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.embed_dim = embed_dim
         self.spe = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.type_embed = nn.Embedding(len(TOKEN_TYPES), embed_dim)
         self.norm_in = nn.LayerNorm(embed_dim)
         self.layers = nn.ModuleList(
-            DecoderLayer(embed_dim, num_heads, mlp_ratio, drop, moe, attr_dims)
+            DecoderLayer(embed_dim, num_heads, mlp_ratio, drop, moe, attr_dims, norm_first)
             for _ in range(depth))
         self.moe = moe is not None
         if self.moe:   # attribute embeddings: token type, task family, input or target
