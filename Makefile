@@ -17,6 +17,7 @@ test: install
 
 lint: install
 	$(PYTHON) -m flake8 modzoo tools tests setup.py
+	$(PYTHON) -m isort --check-only --diff modzoo tools tests setup.py
 
 demo: install
 	$(PYTHON) tools/demo.py configs/quickstart/vit-tiny_synth_mtl.py

@@ -34,8 +34,8 @@ setup(
         'roberta': ['transformers>=4.40'],
         # tools/deploy/export.py --format onnx, onnxruntime in tools/analysis/benchmark_inference.py
         'deploy': ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
-        'test': ['pytest>=7.4', 'pytest-xdist>=3.3', 'flake8>=7.0', 'scikit-learn>=1.3',
-                 'tokenizers>=0.15',
+        'test': ['pytest>=7.4', 'pytest-xdist>=3.3', 'flake8>=7.0', 'isort>=5.12',
+                 'scikit-learn>=1.3', 'tokenizers>=0.15',
                  'pycocoevalcap>=1.2', 'transformers>=4.40',
                  'onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.2'],
     },

@@ -19,8 +19,7 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from torch import nn
 
 from modzoo.engine.checkpoint import UnsafeCheckpointError, use_safe_checkpoints
-from modzoo.hub import (DownloadError, HashMismatchError, WeightsNotFoundError, cache_path,
-                        resolve)
+from modzoo.hub import DownloadError, HashMismatchError, WeightsNotFoundError, cache_path, resolve
 from modzoo.models.backbones.vit import ViT
 
 ROOT = Path(__file__).resolve().parents[1]

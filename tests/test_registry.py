@@ -19,6 +19,7 @@ def test_registries_fill_themselves_from_locations():
 
 def test_default_scope_finds_modzoo_children():
     from mmengine.registry import MODELS as ROOT_MODELS
+
     # what the Runner does with default_scope='modzoo': the root hands over to our child
     with DefaultScope.overwrite_default_scope('modzoo'):
         with ROOT_MODELS.switch_scope_and_registry('modzoo') as registry:

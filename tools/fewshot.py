@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from modzoo.models.chameleon import LOSS_TYPES
-from modzoo.models.chameleon_adaptation import (add_task, dense_metric, finetune,
-                                                predict_sliding, tiles)
+from modzoo.models.chameleon_adaptation import (add_task, dense_metric, finetune, predict_sliding,
+                                                tiles)
 from modzoo.zoo import init_model
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg')

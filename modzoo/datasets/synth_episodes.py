@@ -22,8 +22,7 @@ from torch.utils.data import Dataset
 from modzoo.models.chameleon import LOSS_TYPES
 from modzoo.registry import DATASETS
 from .synth import make_scene
-from .synth.dense_tasks import (FAMILIES, FAMILY_INDEX, FIRST_TASK, NOISE_SIGMA,
-                                family_labels)
+from .synth.dense_tasks import FAMILIES, FAMILY_INDEX, FIRST_TASK, NOISE_SIGMA, family_labels
 
 FIGURE_FAMILIES = ('parts', 'keypoints', 'keypoints_semantic')
 

@@ -2,8 +2,8 @@ from .checkpoint import (AtomicLocalBackend, SafeCheckpointHook, UnsafeCheckpoin
                          load_from_local, save_checkpoint_atomic, use_safe_checkpoints,
                          write_atomic)
 from .distributed import CPUAwareDistributedDataParallel, ddp_wrapper_cfg, init_distributed
-from .fsdp import FullyShardedModel, fsdp_wrapper_cfg
 from .freeze import FreezeOptimWrapperConstructor, freeze, parameter_counts
+from .fsdp import FullyShardedModel, fsdp_wrapper_cfg
 from .hooks import RandomStateHook, SampledTaskHook
 from .loops import IncrementalLoop, IncrementalTestLoop
 from .optimizers import (LayerDecayOptimWrapperConstructor, MultiTaskOptimWrapper, TBGNAdamW,

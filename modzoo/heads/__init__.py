@@ -5,8 +5,7 @@ from .mask_rcnn import MaskRCNNHead
 from .matching import TokenMatching
 from .multilabel import MultiLabelClsHead
 from .pathway_head import PathwayHead
-from .uniperceiver import (UPCaptionHead, UPClassificationHead, UPDetectionHead,
-                           UPRetrievalHead)
+from .uniperceiver import UPCaptionHead, UPClassificationHead, UPDetectionHead, UPRetrievalHead
 
 __all__ = ['ClsHead', 'MultiLabelClsHead', 'SemSegHead', 'DepthHead', 'NormalHead',
            'EdgeHead', 'SaliencyHead', 'PathwayHead', 'MaskRCNNHead', 'DPTLabelDecoder',

@@ -1,7 +1,5 @@
-from . import backbones, layers  # noqa: F401 (registers backbones and MoE layers)
-from . import necks  # noqa: F401 (registers the necks)
-from . import text  # noqa: F401 (registers tokenizers and text encoders)
-from . import uniperceiver  # noqa: F401 (registers Uni-Perceiver v2 parts)
+# registers backbones, MoE layers, necks, tokenizers + text encoders, Uni-Perceiver v2 parts
+from . import backbones, layers, necks, text, uniperceiver  # noqa: F401
 from .chameleon import Chameleon
 from .episode_preprocessor import EpisodePreprocessor
 from .multi_task_model import MultiTaskModel

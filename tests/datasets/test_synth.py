@@ -14,14 +14,14 @@ import scipy.io
 from mmengine.config import Config
 from pycocotools.coco import COCO
 
-from modzoo.datasets.synth import (INSTANCE_CLASSES, OBJECT_CLASSES, PART_CLASSES,
-                                   SEMANTIC_CLASSES, generate_synth_scenes, make_scene)
+from modzoo.datasets.synth import INSTANCE_CLASSES, OBJECT_CLASSES, PART_CLASSES, SEMANTIC_CLASSES
 from modzoo.datasets.synth import generate as generate_module
+from modzoo.datasets.synth import generate_synth_scenes, make_scene
 from modzoo.datasets.synth.captions import describe
 from modzoo.datasets.synth.render import render
-from modzoo.datasets.synth.writers import NYUD_MAX_DEPTH
 from modzoo.datasets.synth.scene import (CAMERA_HEIGHT, CAMERA_PITCH_DEG, FIGURE, FOV_DEG,
                                          Primitive, Scene, SceneObject)
+from modzoo.datasets.synth.writers import NYUD_MAX_DEPTH
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SIZE, NUM_TRAIN, NUM_VAL, SEED = 40, 6, 4, 1

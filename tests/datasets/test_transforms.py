@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from modzoo.datasets.transforms import (CenterCrop, LoadImage, LoadTaskAnnotations,
-                                        PackTaskInputs, Pad, PhotoMetricDistortion, RandomCrop,
-                                        RandomFlip, RandomResize, RandomResizedCrop, RandomScale,
-                                        Resize)
+from modzoo.datasets.transforms import (CenterCrop, LoadImage, LoadTaskAnnotations, PackTaskInputs,
+                                        Pad, PhotoMetricDistortion, RandomCrop, RandomFlip,
+                                        RandomResize, RandomResizedCrop, RandomScale, Resize)
 from modzoo.datasets.transforms.geometric import resize_nearest
 from modzoo.structures import DENSE_FIELDS, TaskDataSample
 

@@ -5,8 +5,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from modzoo.engine.optimizers import BF16OptimWrapper, amp_optim_wrapper, bf16_support
-from modzoo.engine.optimizers import bf16_optim_wrapper
+from modzoo.engine.optimizers import (BF16OptimWrapper, amp_optim_wrapper, bf16_optim_wrapper,
+                                      bf16_support)
 
 needs_bf16_cpu = pytest.mark.skipif(bool(bf16_support('cpu')), reason='CPU without bf16')
 

@@ -17,8 +17,7 @@ from torch.utils.data import Dataset
 
 from modzoo.engine.checkpoint import (MMENGINE_MESSAGE_HUB_GLOBALS, AtomicLocalBackend,
                                       UnsafeCheckpointError, load_from_local,
-                                      save_checkpoint_atomic, use_safe_checkpoints,
-                                      write_atomic)
+                                      save_checkpoint_atomic, use_safe_checkpoints, write_atomic)
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from modzoo.datasets.class_incremental import split_classes
-from modzoo.evaluation.metrics.incremental import (IncrementalAccuracy,
-                                                   IncrementalMultiLabelMetric,
+from modzoo.evaluation.metrics.incremental import (IncrementalAccuracy, IncrementalMultiLabelMetric,
                                                    incremental_summary)
 from modzoo.structures import TaskDataSample
 

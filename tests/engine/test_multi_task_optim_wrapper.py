@@ -15,8 +15,8 @@ from modzoo.engine import (FullyShardedModel, MultiTaskOptimWrapper, check_weigh
                            check_weighting_strategy)
 from modzoo.engine.distributed import CPUAwareDistributedDataParallel
 from modzoo.engine.fsdp import _full
-from modzoo.engine.optimizers import BF16MultiTaskOptimWrapper, amp_optim_wrapper
-from modzoo.engine.optimizers import bf16_optim_wrapper
+from modzoo.engine.optimizers import (BF16MultiTaskOptimWrapper, amp_optim_wrapper,
+                                      bf16_optim_wrapper)
 from modzoo.models.multi_task_model import MultiTaskModel
 from modzoo.registry import MODELS, WEIGHTINGS
 from modzoo.structures import Features, TaskDataSample

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from modzoo.heads import (ClsHead, DepthHead, EdgeHead, MultiLabelClsHead, NormalHead,
-                          SaliencyHead, SemSegHead)
+from modzoo.heads import (ClsHead, DepthHead, EdgeHead, MultiLabelClsHead, NormalHead, SaliencyHead,
+                          SemSegHead)
 from modzoo.heads.dense import batch_canvas
 from modzoo.heads.losses import (asymmetric_loss, balanced_bce_loss, balanced_cross_entropy,
                                  depth_l1_loss, normal_l1_loss, seg_cross_entropy, stack_gt)

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
+from test_chameleon import episode, tiny_cfg
 
 from modzoo.models.chameleon_adaptation import add_task, finetune
 from modzoo.registry import MODELS
-from test_chameleon import episode, tiny_cfg
 
 CONFIGS = Path(__file__).resolve().parents[2] / 'configs' / 'chameleon'
 VIT = dict(type='ViT', arch=dict(embed_dim=32, depth=4, num_heads=2), img_size=32,

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from modzoo.models.multi_task_model import MultiTaskModel
 from modzoo.models.necks.taskexpert import MemorialMoE, TaskExpertNeck, TaskGate
 from modzoo.structures import Features, TaskDataSample

@@ -10,9 +10,9 @@ import torch.multiprocessing as mp
 from mmengine.structures import InstanceData
 
 from modzoo.heads.uniperceiver import check_class_names
-from modzoo.models.uniperceiver import (GlobalImageTokens, LogitScale, RegionTokens,
-                                        UnifiedDecoder, beam_search, box_encoding,
-                                        contrastive_loss, greedy_search, prefix_causal_mask)
+from modzoo.models.uniperceiver import (GlobalImageTokens, LogitScale, RegionTokens, UnifiedDecoder,
+                                        beam_search, box_encoding, contrastive_loss, greedy_search,
+                                        prefix_causal_mask)
 from modzoo.structures import Features
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from modzoo.registry import MODELS
+
 from tool_runner import convert_official, load_tool
 
 FIXTURE = Path('/work/shared/fixtures/chameleon_official_tiny.pth')

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from modzoo.zoo import init_model
+
 from tool_runner import load_tool, run_tool
 
 CONFIG = Path(__file__).resolve().parents[2] / 'configs' / 'chameleon' / \

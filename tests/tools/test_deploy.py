@@ -12,6 +12,7 @@ from modzoo.deploy import ExportError, TaskPredictor, export_onnx, export_progra
 from modzoo.models.layers.moe_export import set_export_dispatch
 from modzoo.registry import MODELS
 from modzoo.structures import TaskDataSample
+
 from tool_runner import REPO, load_tool
 
 CONFIGS = osp.join(REPO, 'configs')

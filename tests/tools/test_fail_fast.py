@@ -8,7 +8,6 @@ import sys
 import pytest
 from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint
-from tool_runner import QUICKSTART, REPO, load_tool, run_failing_tool
 from torch import nn
 
 from modzoo.engine import UnknownTypeError, check_types, use_safe_checkpoints
@@ -16,6 +15,8 @@ from modzoo.engine.type_check import registered_names
 from modzoo.hub import UnsupportedSchemeError, resolve
 from modzoo.type_names import cache_file, cache_key, cached_names, check_cached_types
 from modzoo.weights import load_weights
+
+from tool_runner import QUICKSTART, REPO, load_tool, run_failing_tool
 
 
 @pytest.mark.parametrize('source', ['ftp://host/w.pth', 's3://bucket/w.pth',

@@ -15,6 +15,7 @@ from modzoo.engine.fsdp import FullyShardedModel
 from modzoo.models.multi_task_model import MultiTaskModel
 from modzoo.registry import MODEL_WRAPPERS
 from modzoo.structures import TaskDataSample
+
 from tool_runner import QUICKSTART, REPO, load_tool, run_tool, tiny_config
 
 

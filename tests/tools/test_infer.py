@@ -7,13 +7,13 @@ import pytest
 import torch
 from mmengine.config import Config
 from PIL import Image
-
 from pycocotools import mask as mask_util
 
 from modzoo.heads.dense import EdgeHead, NormalHead
 from modzoo.predictions import dense_at_original_size, save_prediction
 from modzoo.structures import TaskDataSample
 from modzoo.zoo import inference, init_model
+
 from tool_runner import QUICKSTART, REPO, load_tool
 
 infer = load_tool('infer.py')

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from modzoo.registry import MODELS
+
 from tool_runner import convert_official, load_tool
 
 FIXTURE = Path('/work/shared/fixtures/modsquad_official_tiny.pth')

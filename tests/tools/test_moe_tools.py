@@ -17,8 +17,8 @@ from mmengine.runner import Runner, load_checkpoint
 from timm.layers import Attention
 
 from modzoo import model_index
-from modzoo.analysis import (FLOP_HANDLES, active_params, count_flops, count_params,
-                             expand_model, extract_task, keep_task_data, select_experts)
+from modzoo.analysis import (FLOP_HANDLES, active_params, count_flops, count_params, expand_model,
+                             extract_task, keep_task_data, select_experts)
 from modzoo.engine import check_tasks, save_checkpoint_atomic
 from modzoo.engine.hooks import ExpertUsageHook
 from modzoo.hub import WeightsNotFoundError

@@ -6,6 +6,7 @@ import timm
 import torch
 
 from modzoo.registry import MODELS
+
 from tool_runner import convert_official, load_tool
 
 FIXTURE = Path('/work/shared/fixtures/multilane_official_vit-tiny_t4.pth')

@@ -3,6 +3,7 @@ import json
 
 import matplotlib.image
 import pytest
+
 from tool_runner import load_tool
 
 plot_curves = load_tool('analysis/plot_curves.py')

@@ -13,7 +13,6 @@ from .conflict import _GradientMethod
 from .loss_based import LearnedLossScales, WithLossScales
 from .solvers import as_tensor, gram, min_norm_weights, nash_weights
 
-
 NORMALIZATIONS = ('none', 'l2', 'loss', 'loss+')
 
 

@@ -31,8 +31,7 @@ from timm.layers import Attention
 from timm.models import checkpoint
 from torch import Tensor, nn
 
-from modzoo.models.layers.bias_sets import (add_bias_sets, bias_set_parameters,
-                                            keep_bias_set_index)
+from modzoo.models.layers.bias_sets import add_bias_sets, bias_set_parameters, keep_bias_set_index
 from modzoo.models.layers.mixture_of_attention import MixtureOfAttentionHeads
 from modzoo.models.layers.moe_losses import sum_aux_losses
 from modzoo.models.layers.moe_mlp import MoEMlp

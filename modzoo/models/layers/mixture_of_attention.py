@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modzoo.registry import MODELS
-from .moe_dispatch import (dispatch, combine, expert_capacity, from_slots, grouped_linear,
+from .moe_dispatch import (combine, dispatch, expert_capacity, from_slots, grouped_linear,
                            plan_dispatch, to_slots)
 from .moe_export import all_experts_attention
 from .moe_losses import MoEAuxLoss

@@ -2,9 +2,8 @@ import math
 
 import torch
 
-from modzoo.models.layers.moe_losses import (MoEAuxLoss, MutualInformationLoss,
-                                             router_z_loss, sum_aux_losses,
-                                             switch_balance_loss)
+from modzoo.models.layers.moe_losses import (MoEAuxLoss, MutualInformationLoss, router_z_loss,
+                                             sum_aux_losses, switch_balance_loss)
 from modzoo.models.layers.moe_router import Routing, TaskRouter
 
 
