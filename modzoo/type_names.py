@@ -12,7 +12,9 @@ import importlib.metadata
 import json
 import os
 import os.path as osp
-from typing import Iterable, Iterator, Optional, Tuple
+from typing import Callable, Iterable, Iterator, Optional, Tuple
+
+from mmengine.config import Config
 
 from modzoo.hub import modzoo_home
 
@@ -107,3 +109,14 @@ def check_cached_types(cfg, filename: Optional[str] = None) -> None:
     names = cached_names()
     if names is not None:
         raise_unknown_types(cfg, names, filename)
+
+
+def load_checked_config(args, merge_args: Callable) -> Config:
+    """A tool's config: ``args.config`` with ``merge_args(cfg, args)`` (its command line)
+    applied, every ``type`` checked first against the cache, without torch (a typo fails at
+    once), then in full by :func:`~modzoo.engine.check_types` (which imports torch)."""
+    cfg = merge_args(Config.fromfile(args.config), args)
+    check_cached_types(cfg, args.config)
+    from modzoo.engine import check_types
+    check_types(cfg, args.config)
+    return cfg

@@ -6,6 +6,9 @@ per metric: the trained model beside :class:`PriorBaseline` (majority class, mea
 The console shows only the progress (data generation, training with its ETA, evaluation) and
 the table; the whole log (config, environment, optimizer groups) goes to a file in the work
 dir, whose path is printed (``--verbose`` shows everything).
+
+torch is imported in ``main()`` after the config's ``type=`` names passed the torch-free check
+(:func:`~modzoo.type_names.load_checked_config`), so a typo fails at once.
 """
 import argparse
 import json
@@ -14,13 +17,9 @@ import os.path as osp
 import re
 import time
 
-from mmengine.config import Config, DictAction
-from mmengine.device import get_device
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
-from modzoo.engine import check_tasks, check_types
-from modzoo.engine.optimizers import amp_optim_wrapper
-from modzoo.evaluation import PriorBaseline
+from modzoo.type_names import load_checked_config
 
 
 def parse_args():
@@ -44,16 +43,22 @@ class ProgressOnly(logging.Filter):
         return record.levelno >= logging.WARNING or bool(self.PROGRESS.match(record.getMessage()))
 
 
-class QuietRunner(Runner):
-    """A Runner whose console shows only what :class:`ProgressOnly` lets through; its log
-    file (``log_dir/<timestamp>.log``) keeps everything."""
+def build_runner(cfg, quiet: bool):
+    """The Runner of ``cfg``; when ``quiet``, its console shows only what
+    :class:`ProgressOnly` lets through and its log file (``log_dir/<timestamp>.log``) keeps
+    everything."""
+    from mmengine.runner import Runner
 
-    def build_logger(self, *args, **kwargs):
-        logger = super().build_logger(*args, **kwargs)
-        for handler in logger.handlers:
-            if not isinstance(handler, logging.FileHandler):
-                handler.addFilter(ProgressOnly())
-        return logger
+    class QuietRunner(Runner):
+
+        def build_logger(self, *args, **kwargs):
+            logger = super().build_logger(*args, **kwargs)
+            for handler in logger.handlers:
+                if not isinstance(handler, logging.FileHandler):
+                    handler.addFilter(ProgressOnly())
+            return logger
+
+    return (QuietRunner if quiet else Runner).from_cfg(cfg)
 
 
 def evaluate_baseline(runner, baseline):
@@ -64,21 +69,30 @@ def evaluate_baseline(runner, baseline):
     return evaluator.evaluate(len(loader.dataset))
 
 
-def main():
-    args = parse_args()
-    cfg = Config.fromfile(args.config)
+def merge_args(cfg, args):
+    """Apply the command line to the config."""
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if args.amp:
+        from mmengine.device import get_device
+
+        from modzoo.engine.optimizers import amp_optim_wrapper
         try:
             cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper, get_device())
         except ValueError as error:
             raise SystemExit(f'{args.config}: {error}') from None
     cfg.work_dir = args.work_dir or osp.join(
         'work_dirs', 'demo_' + osp.splitext(osp.basename(args.config))[0])
-    check_types(cfg, args.config)
+    return cfg
+
+
+def main():
+    args = parse_args()
+    cfg = load_checked_config(args, merge_args)
+    from modzoo.engine import check_tasks
+    from modzoo.evaluation import PriorBaseline
     check_tasks(cfg)
-    runner = (Runner if args.verbose else QuietRunner).from_cfg(cfg)
+    runner = build_runner(cfg, quiet=not args.verbose)
     log_file = osp.join(runner.log_dir, f'{runner.timestamp}.log')
 
     start = time.perf_counter()

@@ -4,6 +4,9 @@
 writes them); ``--show-dir DIR`` saves predictions and gate maps of a few images as PNG;
 ``--data CFG`` tests on the sources and metrics of another config, for the tasks the model
 has heads for (e.g. an expanded model's old tasks on the data of the config it grew from).
+
+torch is imported in ``main()`` after the config's ``type=`` names passed the torch-free check
+(:func:`~modzoo.type_names.load_checked_config`), so a typo fails at once.
 """
 import argparse
 import json
@@ -11,14 +14,9 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
-from modzoo.analysis import keep_task_data
-from modzoo.engine import (check_tasks, check_types, init_distributed, use_safe_checkpoints,
-                           write_atomic)
-from modzoo.engine.visualization import show_dense_results
-from modzoo.evaluation import delta_m, load_metrics, metric_directions, primary_metric_keys
 from modzoo.hub import resolve
+from modzoo.type_names import load_checked_config
 
 
 def parse_args():
@@ -61,6 +59,7 @@ def parse_args():
 
 def load_baselines(paths: list, keys: list) -> dict:
     """The single-task metrics of ``paths``, checked to hold every key Δm averages."""
+    from modzoo.evaluation import load_metrics
     single = load_metrics(*paths)
     missing = [key for key in keys if key not in single]
     if missing:
@@ -72,6 +71,7 @@ def load_baselines(paths: list, keys: list) -> dict:
 def delta_m_report(metrics: dict, single: dict, keys: list) -> dict:
     """``{'delta_m/<key>': relative gain of each key, 'delta_m': their mean}`` in percent, of
     the multi-task ``metrics`` against the single-task ones."""
+    from modzoo.evaluation import delta_m, metric_directions
     directions = metric_directions(keys)
     report = {f'delta_m/{key}': delta_m(metrics, single, {key: higher})
               for key, higher in directions.items()}
@@ -92,6 +92,7 @@ def merge_args(cfg, args):
         if not cfg.model.get('heads'):
             raise SystemExit(f'--data: the model of {args.config} has no heads to choose the '
                              'tasks to test by')
+        from modzoo.analysis import keep_task_data
         keep_task_data(cfg, list(cfg.model.heads), Config.fromfile(args.data), args.data,
                        splits=('test', ))
     if args.out and args.out_item == 'pred':
@@ -106,8 +107,12 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     args.checkpoint = resolve(args.checkpoint)  # a missing or mistyped checkpoint fails first
-    cfg = merge_args(Config.fromfile(args.config), args)
-    check_types(cfg, args.config)
+    cfg = load_checked_config(args, merge_args)
+    from mmengine.runner import Runner
+
+    from modzoo.engine import check_tasks, init_distributed, use_safe_checkpoints, write_atomic
+    from modzoo.engine.visualization import show_dense_results
+    from modzoo.evaluation import primary_metric_keys
     check_tasks(cfg)
     use_safe_checkpoints()
     init_distributed(cfg)

@@ -3,16 +3,16 @@
 Distributed: ``torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch``
 (gloo on CPU, nccl on CUDA).
 
-torch, mmengine's runner and modzoo's engine are imported in ``main()`` after the torch-free
-check of the config's ``type=`` names against the cached registries, so a typo fails at once.
+torch is imported in ``main()`` after the config's ``type=`` names passed the torch-free check
+(:func:`~modzoo.type_names.load_checked_config`), so a typo fails at once.
 """
 import argparse
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
-from modzoo.type_names import check_cached_types
+from modzoo.type_names import load_checked_config
 
 
 def parse_args():
@@ -94,13 +94,11 @@ def merge_args(cfg, args):
 
 def main():
     args = parse_args()
-    cfg = merge_args(Config.fromfile(args.config), args)
-    check_cached_types(cfg, args.config)  # a mistyped type= fails here, without torch
+    cfg = load_checked_config(args, merge_args)
     from mmengine.runner import Runner
 
-    from modzoo.engine import (check_tasks, check_types, check_weighting_sampler,
-                               check_weighting_strategy, init_distributed, use_safe_checkpoints)
-    check_types(cfg, args.config)  # the full check, before the Runner
+    from modzoo.engine import (check_tasks, check_weighting_sampler, check_weighting_strategy,
+                               init_distributed, use_safe_checkpoints)
     check_tasks(cfg)
     check_weighting_sampler(cfg)
     check_weighting_strategy(cfg)

@@ -11,6 +11,9 @@ trained, tested with its final weights, and its metrics go to ``DIR/<task>/metri
     python tools/test.py MT_CONFIG MT_CHECKPOINT --baselines DIR/single_task_metrics.json
 
 prints the multi-task model's Δm against them.
+
+torch is imported in ``main()`` after the config's ``type=`` names passed the torch-free check
+(:func:`~modzoo.type_names.load_checked_config`), so a typo fails at once.
 """
 import argparse
 import copy
@@ -19,11 +22,8 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
-from modzoo.analysis import keep_task_data
-from modzoo.engine import (check_tasks, check_types, init_distributed, use_safe_checkpoints,
-                           write_atomic)
+from modzoo.type_names import load_checked_config
 
 MERGED = 'single_task_metrics.json'
 
@@ -48,6 +48,8 @@ def parse_args():
 
 def single_task_config(cfg: Config, task: str) -> Config:
     """A copy of the multi-task ``cfg`` that trains and evaluates ``task`` alone."""
+    from modzoo.analysis import keep_task_data
+    from modzoo.engine import check_tasks
     heads = cfg.model.get('heads') or {}
     if task not in heads:
         raise KeyError(f"single_task_config: task '{task}' has no head in model.heads; "
@@ -74,17 +76,24 @@ def merge_metrics(work_dir: str, tasks) -> dict:
     return merged
 
 
-def main():
-    args = parse_args()
-    cfg = Config.fromfile(args.config)
+def merge_args(cfg, args):
+    """Apply the command line to the multi-task config."""
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
+    return cfg
+
+
+def main():
+    args = parse_args()
+    cfg = load_checked_config(args, merge_args)
+    from mmengine.runner import Runner
+
+    from modzoo.engine import init_distributed, use_safe_checkpoints, write_atomic
     stem = osp.splitext(osp.basename(args.config))[0]
     work_dir = args.work_dir or osp.join('./work_dirs', f'{stem}_single_task')
     all_tasks = list(cfg.model.heads)
     tasks = args.tasks or all_tasks
-    check_types(cfg, args.config)
     configs = {task: single_task_config(cfg, task) for task in tasks}  # fail before training
     use_safe_checkpoints()
     init_distributed(cfg)

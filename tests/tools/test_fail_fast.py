@@ -75,10 +75,14 @@ def typo_config(tmp_path):
     return str(config)
 
 
-def test_a_warm_cache_fails_a_typo_without_importing_torch(tmp_path):
+@pytest.mark.parametrize('tool', ['train.py', 'test.py', 'demo.py', 'train_single_task.py'])
+def test_a_warm_cache_fails_a_typo_without_importing_torch(tool, tmp_path):
     check_types(Config.fromfile(QUICKSTART))  # the full check fills the cache
     assert cached_names() == registered_names()
-    out = run_failing_tool('-X', 'importtime', 'tools/train.py', typo_config(tmp_path),
+    checkpoint = tmp_path / 'any.pth'  # tools/test.py resolves it first
+    checkpoint.write_bytes(b'')
+    args = [str(checkpoint)] if tool == 'test.py' else []
+    out = run_failing_tool('-X', 'importtime', f'tools/{tool}', typo_config(tmp_path), *args,
                            '--work-dir', str(tmp_path / 'work'))
     assert "model.heads.depth.type: 'DepthHaed' is not a registered type; did you mean " \
         'DepthHead, DepthMetric?' in out
