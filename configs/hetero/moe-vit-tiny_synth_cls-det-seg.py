@@ -7,22 +7,11 @@
 # blocks, 16-expert top-4 MoE MLP in the odd ones, one router per task, MI loss estimated
 # across iterations). The detection task routes its own experts; its pyramid is built from
 # the last map of its pass.
-_base_ = ['./vit-tiny_synth_cls-det-seg.py']
+_base_ = ['./vit-tiny_synth_cls-det-seg.py',
+          '../_base_/models/moe-vit-tiny-p8_64px_twice.py']
 
-model = dict(backbone=dict(
-    _delete_=True,
-    type='MoEViT',
-    arch='tiny',
-    tasks=['cls', 'det', 'semseg'],
-    img_size=64,
-    patch_size=8,
-    out_indices=(3, 7, 11),
-    drop_path_rate=0.1,
-    moa_experts=6,
-    mlp_experts=16,
-    mlp_top_k=4,
-    mi_weight=0.005,
-))
+model = dict(backbone=dict(_delete_=True, tasks=['cls', 'det', 'semseg'],
+                           **_base_.moe_vit_tiny_twice))
 
 custom_hooks = [dict(type='RandomStateHook'), dict(type='ExpertUsageHook'),
                 dict(type='TaskVisualizationHook', interval=10)]

@@ -7,22 +7,10 @@
 # the odd blocks (16 experts of hidden 192 = 4D/k, top-4: the active experts cost one dense
 # MLP), one router per task, renormalised top-k gates, Mod-Squad's MI loss (w 0.005 per layer)
 # estimated across iterations because every batch holds one task.
-_base_ = ['./vit-tiny_synth_hetero.py']
+_base_ = ['./vit-tiny_synth_hetero.py', '../_base_/models/moe-vit-tiny-p8_64px_twice.py']
 
-model = dict(backbone=dict(
-    _delete_=True,
-    type='MoEViT',
-    arch='tiny',
-    tasks=['cls', 'semseg', 'depth', 'normals'],
-    img_size=64,
-    patch_size=8,
-    out_indices=(3, 7, 11),
-    drop_path_rate=0.1,
-    moa_experts=6,
-    mlp_experts=16,
-    mlp_top_k=4,
-    mi_weight=0.005,
-))
+model = dict(backbone=dict(_delete_=True, tasks=['cls', 'semseg', 'depth', 'normals'],
+                           **_base_.moe_vit_tiny_twice))
 
 # expert usage per task and layer, saved as JSON in the work dir after training and testing
 custom_hooks = [dict(type='RandomStateHook'), dict(type='ExpertUsageHook')]
