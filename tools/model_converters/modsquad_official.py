@@ -5,8 +5,9 @@
         [--preset NAME] [--tasks TASK ...]
 
 IN holds the official state dict (official key names: ``blocks.0.attn.q_proj.experts.w``,
-``blocks.1.mlp.f_gate.<t>.0.weight``, ``task_embedding`` ...) under ``state_dict`` or, as
-the official training checkpoints do, under ``model``. The constructor arguments come from
+``blocks.1.mlp.f_gate.<t>.0.weight``, ``task_embedding`` ...) alone or under one of the keys
+:func:`modzoo.weights.unwrap` reads (``model``, as the official training checkpoints have it,
+or ``state_dict``; EMA weights first where both are present). The constructor arguments come from
 IN's ``config`` (official argument names, ``tasks`` and ``norm_eps``, as the fixture in
 ``shared/fixtures`` has them), else from ``--preset`` (an official factory function name)
 and ``--tasks`` (default: the official Taskonomy list of ``main_mt.py``). OUT holds
@@ -32,7 +33,7 @@ import modzoo.heads  # noqa: F401 (registers the heads)
 import modzoo.models  # noqa: F401 (registers MultiTaskModel and MoEViT)
 from modzoo.converters import converter_parser, write_converted
 from modzoo.registry import MODELS
-from modzoo.weights import load_from_local
+from modzoo.weights import STATE_DICT_KEYS, load_from_local, unwrap
 
 # The official task list (main_mt.py, 'rgb' is the input and has no head).
 TASKONOMY = ['class_object', 'class_scene', 'depth_euclidean', 'depth_zbuffer',
@@ -76,10 +77,10 @@ EXPERT_KEYS = {'attn.q_proj.experts.w': 'attn.q_weight',
 def load_official(path, preset=None, tasks=None):
     """(official state dict, full constructor config) of IN."""
     data = load_from_local(path, map_location='cpu')
-    state = data.get('state_dict', data.get('model')) if isinstance(data, dict) else None
-    if not isinstance(state, dict) or 'task_embedding' not in state:
+    state = unwrap(data, path)
+    if 'task_embedding' not in state:
         raise KeyError(f"{path}: expected an official Mod-Squad state dict (with "
-                       f"'task_embedding') under 'state_dict' or 'model'")
+                       f"'task_embedding'), alone or under one of {list(STATE_DICT_KEYS)}")
     if 'config' in data:
         config = dict(data['config'])
     elif preset in PRESETS:
