@@ -74,13 +74,8 @@ def merge_args(cfg, args):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if args.amp:
-        from mmengine.device import get_device
-
-        from modzoo.engine.optimizers import amp_optim_wrapper
-        try:
-            cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper, get_device())
-        except ValueError as error:
-            raise SystemExit(f'{args.config}: {error}') from None
+        from modzoo.engine.optimizers import use_amp
+        use_amp(cfg, args.config)
     cfg.work_dir = args.work_dir or osp.join(
         'work_dirs', 'demo_' + osp.splitext(osp.basename(args.config))[0])
     return cfg

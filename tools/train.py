@@ -82,13 +82,8 @@ def merge_args(cfg, args):
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     if args.amp:
-        from mmengine.device import get_device
-
-        from modzoo.engine.optimizers import amp_optim_wrapper
-        try:
-            cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper, get_device())
-        except ValueError as error:
-            raise SystemExit(f'{args.config}: {error}') from None
+        from modzoo.engine.optimizers import use_amp
+        use_amp(cfg, args.config)
     return cfg
 
 

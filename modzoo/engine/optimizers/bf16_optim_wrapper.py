@@ -97,3 +97,13 @@ def amp_optim_wrapper(optim_wrapper: dict, device_type: str) -> dict:
         return dict(optim_wrapper, type='AmpOptimWrapper', dtype='float16',
                     loss_scale=optim_wrapper.get('loss_scale', 'dynamic'))
     raise ValueError(f'--amp: {reason}')
+
+
+def use_amp(cfg, config_path: str) -> None:
+    """``--amp`` of the tools: ``cfg.optim_wrapper`` becomes :func:`amp_optim_wrapper`'s for
+    this machine's device; a combination it refuses stops the tool, naming ``config_path``."""
+    from mmengine.device import get_device
+    try:
+        cfg.optim_wrapper = amp_optim_wrapper(cfg.optim_wrapper, get_device())
+    except ValueError as error:
+        raise SystemExit(f'{config_path}: {error}') from None
