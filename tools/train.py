@@ -98,6 +98,10 @@ def main():
     check_weighting_sampler(cfg)
     check_weighting_strategy(cfg)
     use_safe_checkpoints()
+    if (cfg.get('env_cfg') or {}).get('keep_freed_memory'):
+        from modzoo.engine.cpu_memory import keep_freed_memory
+        if not keep_freed_memory():
+            print('env_cfg.keep_freed_memory: this C library is not glibc, left as it is')
     init_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -2,6 +2,7 @@
 
     python tools/analysis/benchmark_moe.py [--json] [--threads N] [--repeats 15] [--vit-repeats 7]
                                           [--amp] [--mlp-only] [--clock wall|process]
+                                          [--keep-freed-memory]
 
 Times forward + backward, configurations interleaved in every round; a ratio is the median
 over rounds of the ratio within the round, so slow drifts of a shared machine cancel. On a
@@ -32,6 +33,12 @@ MLP (E=16 experts, k=2, D=384, expert hidden 1536, 8 x 197 tokens):
     ``grouped_linear`` calls and their autograd backward, on the layer's own routing of
     the batch: uneven loads, fresh gradient buffers) over the dense MLP's six products;
     ``ratio_vs_dense`` minus it is the layer's work outside the experts' products.
+  * ``gemm_cast_floor_vs_dense`` (bf16 only): the floor plus what autocast adds to it with
+    fp32 parameters, each weight cast to bf16 and its bf16 gradient back to fp32 (into
+    preallocated buffers), for the experts' 2 x 16 weight matrices over the dense MLP's 2.
+``--keep-freed-memory`` first calls :func:`modzoo.engine.cpu_memory.keep_freed_memory`:
+glibc then reuses the freed pages of tensors over 32 MB (the experts' stacked weight
+gradients) instead of page-faulting fresh ones every step.
 ViT-S (12 blocks, D=384, 6 heads, 8 images of 224 px): one training step (forward, cross
 entropy, backward, fused AdamW) of timm ``VisionTransformer`` with an ``MoEMlp`` (E=16, k=2,
 hidden 4D/k = 768, balance and z losses on) as the MLP of every other block, over the dense
@@ -57,6 +64,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
+from modzoo.engine.cpu_memory import keep_freed_memory
 from modzoo.models.layers.moe_dispatch import combine, dispatch, grouped_linear, plan_dispatch
 from modzoo.models.layers.moe_mlp import MoEMlp
 from modzoo.models.layers.moe_router import statistics_paused
@@ -273,16 +281,24 @@ def peak_memory_mb(step, device):
     return max(sum(s) for s in sizes) / 2 ** 20
 
 
-def products(x, w1, h, w2, dy, out):
-    """The six products of a two-layer MLP's forward + backward, into ``out`` buffers."""
+def products(x, w1, h, w2, dy, out, master=None):
+    """The six products of a two-layer MLP's forward + backward, into ``out`` buffers; with
+    ``master`` (fp32 ``w1``, ``w2``, ``dw1``, ``dw2`` per group) also autocast's casts: the
+    fp32 weights into ``w1``, ``w2`` before, the weight gradients into fp32 after."""
     def step():
-        for xi, w1i, hi, w2i, dyi, o in zip(x, w1, h, w2, dy, out):
+        for i, (xi, w1i, hi, w2i, dyi, o) in enumerate(zip(x, w1, h, w2, dy, out)):
+            if master:
+                w1i.copy_(master[i]['w1'])
+                w2i.copy_(master[i]['w2'])
             torch.mm(xi, w1i, out=o['h'])
             torch.mm(hi, w2i, out=o['y'])
             torch.mm(dyi, w2i.t(), out=o['dh'])
             torch.mm(hi.t(), dyi, out=o['dw2'])
             torch.mm(o['dh'], w1i.t(), out=o['dx'])
             torch.mm(xi.t(), o['dh'], out=o['dw1'])
+            if master:
+                master[i]['dw1'].copy_(o['dw1'])
+                master[i]['dw2'].copy_(o['dw2'])
     return step
 
 
@@ -306,11 +322,13 @@ def layer_products(plan, dims, hidden, device, dtype):
 
 def gemm_floor(device, repeats, tokens, dims, num_experts, top_k, hidden,
                dtype=torch.float32, clock=time.perf_counter, plan=None):
-    """Median ratio of the experts' six products (balanced loads) to the dense MLP's, and
-    with a ``plan`` that of :func:`layer_products` on it: (floor, layer products or None)."""
+    """Median ratios to the dense MLP's six products: ``gemm_floor_vs_dense`` (the experts'
+    six products, balanced loads), with a ``plan`` ``layer_products_vs_dense``
+    (:func:`layer_products` on it), and in a dtype other than fp32
+    ``gemm_cast_floor_vs_dense`` (products and casts over the dense products and casts)."""
 
-    def operands(groups, rows, width):
-        def rand(*shape):
+    def operands(groups, rows, width, casts=False):
+        def rand(*shape, dtype=dtype):
             return torch.randn(groups, *shape, device=device, dtype=dtype)
         x, h, dy = rand(rows, dims), rand(rows, width), rand(rows, dims)
         w1, w2 = rand(dims, width), rand(width, dims)
@@ -318,14 +336,25 @@ def gemm_floor(device, repeats, tokens, dims, num_experts, top_k, hidden,
                     dw2=torch.empty_like(w2i), dx=torch.empty_like(xi),
                     dw1=torch.empty_like(w1i))
                for xi, hi, dyi, w1i, w2i in zip(x, h, dy, w1, w2)]
-        return products(x, w1, h, w2, dy, out)
-    steps = {'experts': operands(num_experts, tokens * top_k // num_experts, hidden),
+        master = [dict(w1=w1i, w2=w2i, dw1=torch.empty_like(w1i), dw2=torch.empty_like(w2i))
+                  for w1i, w2i in zip(rand(dims, width, dtype=torch.float32),
+                                      rand(width, dims, dtype=torch.float32))] if casts else None
+        return products(x, w1, h, w2, dy, out, master)
+    expert_rows = tokens * top_k // num_experts
+    steps = {'experts': operands(num_experts, expert_rows, hidden),
              'dense': operands(1, tokens, top_k * hidden)}
     if plan is not None:
         steps['layer'] = layer_products(plan, dims, hidden, device, dtype)
+    if dtype != torch.float32:
+        steps['experts_casts'] = operands(num_experts, expert_rows, hidden, casts=True)
+        steps['dense_casts'] = operands(1, tokens, top_k * hidden, casts=True)
     times = time_interleaved(steps, repeats, device, clock)
-    return (median_ratio(times, 'experts', 'dense'),
-            None if plan is None else median_ratio(times, 'layer', 'dense'))
+    ratios = dict(gemm_floor_vs_dense=median_ratio(times, 'experts', 'dense'))
+    if plan is not None:
+        ratios['layer_products_vs_dense'] = median_ratio(times, 'layer', 'dense')
+    if dtype != torch.float32:
+        ratios['gemm_cast_floor_vs_dense'] = median_ratio(times, 'experts_casts', 'dense_casts')
+    return {name: round(ratio, 3) for name, ratio in ratios.items()}
 
 
 def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, top_k, hidden,
@@ -350,8 +379,8 @@ def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, t
     load = moe.router.usage.sum(0)
     with torch.no_grad(), statistics_paused():
         plan = MoEDesign(moe).plan(x)[1]
-    floor, products_ratio = gemm_floor(device, repeats, batch * tokens, dims, num_experts,
-                                       top_k, hidden, floor_dtype, clock, plan)
+    floors = gemm_floor(device, repeats, batch * tokens, dims, num_experts, top_k, hidden,
+                        floor_dtype, clock, plan)
     return dict(
         shape=dict(tokens=batch * tokens, dims=dims, num_experts=num_experts, top_k=top_k,
                    expert_hidden=hidden, dense_hidden=top_k * hidden),
@@ -362,8 +391,7 @@ def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, t
         padded_bmm_vs_ours=round(median_ratio(times, 'padded_bmm', 'moe'), 3),
         bias_fold_speedup=round(median_ratio(times, 'biases_gathered', 'moe'), 3),
         fc1_bias_fold_speedup=round(median_ratio(times, 'fc1_bias_gathered', 'moe'), 3),
-        gemm_floor_vs_dense=round(floor, 3),
-        layer_products_vs_dense=round(products_ratio, 3),
+        **floors,
         peak_memory_mb={name: round(peak_memory_mb(step, device), 1)
                         for name, step in steps.items()})
 
@@ -418,10 +446,15 @@ def main():
     parser.add_argument('--mlp-only', action='store_true', help='skip the ViT-S step')
     parser.add_argument('--clock', choices=['wall', 'process'], default='wall',
                         help='CPU timings in wall time or in CPU time of this process')
+    parser.add_argument('--keep-freed-memory', action='store_true',
+                        help='glibc malloc reuses freed memory instead of unmapping it '
+                             '(env_cfg.keep_freed_memory of tools/train.py)')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = args.keep_freed_memory and keep_freed_memory()
     result = dict(torch=torch.__version__, threads=torch.get_num_threads(), clock=args.clock,
+                  keep_freed_memory=kept,
                   dtype='bfloat16 autocast' if args.amp else 'float32',
                   targets=dict(ratio_vs_dense='<= 1.15', speedup_vs_loop='>= 1.1',
                                vit_ratio='<= 1.25'))

@@ -77,9 +77,30 @@ def test_gemm_floor_times_the_six_products_of_an_mlp_step():
     for key, want in dict(y=y, dx=dx, dw1=dw1, dw2=dw2, h=h).items():
         torch.testing.assert_close(out[key], want.detach())
     plan = plan_dispatch(torch.rand(32, 4).topk(2).indices, torch.rand(32, 2), 4)
-    floor, layer = benchmark.gemm_floor(torch.device('cpu'), repeats=2, tokens=32, dims=16,
-                                        num_experts=4, top_k=2, hidden=32, plan=plan)
-    assert floor > 0 and layer > 0
+    ratios = benchmark.gemm_floor(torch.device('cpu'), repeats=2, tokens=32, dims=16,
+                                  num_experts=4, top_k=2, hidden=32, plan=plan)
+    assert set(ratios) == {'gemm_floor_vs_dense', 'layer_products_vs_dense'}
+    assert all(ratio > 0 for ratio in ratios.values())
+
+
+def test_cast_floor_casts_the_weights_and_their_gradients():
+    """With ``master`` fp32 weights, ``products`` runs on their bf16 casts and leaves the
+    weight gradients in fp32 beside them, as autocast does with fp32 parameters."""
+    torch.manual_seed(0)
+    x, h, dy = (torch.randn(5, n, dtype=torch.bfloat16) for n in (4, 6, 4))
+    w1, w2 = torch.empty(4, 6, dtype=torch.bfloat16), torch.empty(6, 4, dtype=torch.bfloat16)
+    out = {key: torch.empty(shape, dtype=torch.bfloat16) for key, shape in
+           dict(h=(5, 6), y=(5, 4), dh=(5, 6), dw2=(6, 4), dx=(5, 4), dw1=(4, 6)).items()}
+    master = dict(w1=torch.randn(4, 6), w2=torch.randn(6, 4), dw1=torch.empty(4, 6),
+                  dw2=torch.empty(6, 4))
+    benchmark.products([x], [w1], [h], [w2], [dy], [out], [master])()
+    assert torch.equal(w1, master['w1'].bfloat16()) and torch.equal(w2, master['w2'].bfloat16())
+    assert master['dw1'].dtype == torch.float32
+    assert torch.equal(master['dw1'], out['dw1'].float())
+    assert torch.equal(master['dw2'], (h.t() @ dy).float())
+    ratios = benchmark.gemm_floor(torch.device('cpu'), repeats=2, tokens=32, dims=16,
+                                  num_experts=4, top_k=2, hidden=32, dtype=torch.bfloat16)
+    assert set(ratios) == {'gemm_floor_vs_dense', 'gemm_cast_floor_vs_dense'}
 
 
 def test_mlp_benchmark_in_bf16_autocast_on_cpu():
@@ -89,4 +110,4 @@ def test_mlp_benchmark_in_bf16_autocast_on_cpu():
                                      tokens=64, dims=64, num_experts=4, top_k=2, hidden=256,
                                      floor_dtype=torch.bfloat16, clock=time.process_time)
     assert result['ratio_vs_dense'] > 0 and result['bias_fold_speedup'] > 0
-    assert result['fc1_bias_fold_speedup'] > 0
+    assert result['fc1_bias_fold_speedup'] > 0 and result['gemm_cast_floor_vs_dense'] > 0
