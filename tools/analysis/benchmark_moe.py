@@ -36,6 +36,12 @@ MLP (E=16 experts, k=2, D=384, expert hidden 1536, 8 x 197 tokens):
   * ``gemm_cast_floor_vs_dense`` (bf16 only): the floor plus what autocast adds to it with
     fp32 parameters, each weight cast to bf16 and its bf16 gradient back to fp32 (into
     preallocated buffers), for the experts' 2 x 16 weight matrices over the dense MLP's 2.
+  * ``overhead_above_floor``: the MoE layer's time beyond its experts' products (in bf16
+    products and casts) minus the dense MLP's time beyond its own, over the dense MLP's
+    step, the median over rounds: what routing, dispatch, combine and the per-expert biases
+    cost above what the dense MLP spends outside its products (ratio_vs_dense minus the
+    floor understates it by the floor times the dense MLP's share of such work).
+The floors' products are timed in the same rounds as the layers.
 ``--keep-freed-memory`` first calls :func:`modzoo.engine.cpu_memory.keep_freed_memory`:
 glibc then reuses the freed pages of tensors over 32 MB (the experts' stacked weight
 gradients) instead of page-faulting fresh ones every step.
@@ -320,12 +326,12 @@ def layer_products(plan, dims, hidden, device, dtype):
     return step
 
 
-def gemm_floor(device, repeats, tokens, dims, num_experts, top_k, hidden,
-               dtype=torch.float32, clock=time.perf_counter, plan=None):
-    """Median ratios to the dense MLP's six products: ``gemm_floor_vs_dense`` (the experts'
-    six products, balanced loads), with a ``plan`` ``layer_products_vs_dense``
-    (:func:`layer_products` on it), and in a dtype other than fp32
-    ``gemm_cast_floor_vs_dense`` (products and casts over the dense products and casts)."""
+def floor_steps(device, tokens, dims, num_experts, top_k, hidden, dtype=torch.float32,
+                plan=None):
+    """Steps of the six products: the experts' (balanced loads) and the dense MLP's
+    (``experts_products``, ``dense_products``); with a ``plan`` ``layer_products``
+    (:func:`layer_products` on it); in a dtype other than fp32 both again with autocast's
+    weight casts (``experts_products_casts``, ``dense_products_casts``)."""
 
     def operands(groups, rows, width, casts=False):
         def rand(*shape, dtype=dtype):
@@ -340,21 +346,35 @@ def gemm_floor(device, repeats, tokens, dims, num_experts, top_k, hidden,
                   for w1i, w2i in zip(rand(dims, width, dtype=torch.float32),
                                       rand(width, dims, dtype=torch.float32))] if casts else None
         return products(x, w1, h, w2, dy, out, master)
-    expert_rows = tokens * top_k // num_experts
-    steps = {'experts': operands(num_experts, expert_rows, hidden),
-             'dense': operands(1, tokens, top_k * hidden)}
+    shapes = dict(experts=(num_experts, tokens * top_k // num_experts, hidden),
+                  dense=(1, tokens, top_k * hidden))
+    steps = {f'{name}_products': operands(*shape) for name, shape in shapes.items()}
     if plan is not None:
-        steps['layer'] = layer_products(plan, dims, hidden, device, dtype)
+        steps['layer_products'] = layer_products(plan, dims, hidden, device, dtype)
     if dtype != torch.float32:
-        steps['experts_casts'] = operands(num_experts, expert_rows, hidden, casts=True)
-        steps['dense_casts'] = operands(1, tokens, top_k * hidden, casts=True)
-    times = time_interleaved(steps, repeats, device, clock)
-    ratios = dict(gemm_floor_vs_dense=median_ratio(times, 'experts', 'dense'))
-    if plan is not None:
-        ratios['layer_products_vs_dense'] = median_ratio(times, 'layer', 'dense')
-    if dtype != torch.float32:
-        ratios['gemm_cast_floor_vs_dense'] = median_ratio(times, 'experts_casts', 'dense_casts')
-    return {name: round(ratio, 3) for name, ratio in ratios.items()}
+        steps.update({f'{name}_products_casts': operands(*shape, casts=True)
+                      for name, shape in shapes.items()})
+    return steps
+
+
+def floor_ratios(times):
+    """From the times of :func:`floor_steps`: ``gemm_floor_vs_dense``,
+    ``layer_products_vs_dense`` and ``gemm_cast_floor_vs_dense`` where those were timed."""
+    pairs = dict(gemm_floor_vs_dense=('experts_products', 'dense_products'),
+                 layer_products_vs_dense=('layer_products', 'dense_products'),
+                 gemm_cast_floor_vs_dense=('experts_products_casts', 'dense_products_casts'))
+    return {name: round(median_ratio(times, num, den), 3)
+            for name, (num, den) in pairs.items() if num in times}
+
+
+def overhead_above_floor(times):
+    """Median over rounds of the MoE layer's time beyond its experts' products (and casts)
+    minus the dense MLP's time beyond its own products (and casts), over the dense step."""
+    suffix = '_products_casts' if 'experts_products_casts' in times else '_products'
+    return statistics.median(
+        ((moe - experts) - (dense - dense_floor)) / dense
+        for moe, experts, dense, dense_floor in zip(times['moe'], times['experts' + suffix],
+                                                    times['dense'], times['dense' + suffix]))
 
 
 def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, top_k, hidden,
@@ -374,24 +394,25 @@ def benchmark_mlp(device, autocast, repeats, batch, tokens, dims, num_experts, t
         for name in ('reference', 'padded_bmm', 'biases_gathered', 'fc1_bias_gathered'):
             error = (variants[name](x).float() - expected).abs().max().item()
             assert error <= tolerance, f'{name} differs from MoEMlp by {error}'
-    steps = {name: forward_backward(m, x, grad_out, autocast) for name, m in variants.items()}
-    times = time_interleaved(steps, repeats, device, clock)
-    load = moe.router.usage.sum(0)
     with torch.no_grad(), statistics_paused():
         plan = MoEDesign(moe).plan(x)[1]
-    floors = gemm_floor(device, repeats, batch * tokens, dims, num_experts, top_k, hidden,
-                        floor_dtype, clock, plan)
+    steps = {name: forward_backward(m, x, grad_out, autocast) for name, m in variants.items()}
+    floors = floor_steps(device, batch * tokens, dims, num_experts, top_k, hidden, floor_dtype,
+                         plan)
+    times = time_interleaved({**steps, **floors}, repeats, device, clock)
+    load = moe.router.usage.sum(0)
     return dict(
         shape=dict(tokens=batch * tokens, dims=dims, num_experts=num_experts, top_k=top_k,
                    expert_hidden=hidden, dense_hidden=top_k * hidden),
         max_load_over_mean=round((load.max() / load.float().mean()).item(), 3),
         median_ms={name: round(statistics.median(t) * 1e3, 2) for name, t in times.items()},
         ratio_vs_dense=round(median_ratio(times, 'moe', 'dense'), 3),
+        overhead_above_floor=round(overhead_above_floor(times), 3),
         speedup_vs_loop=round(median_ratio(times, 'reference', 'moe'), 3),
         padded_bmm_vs_ours=round(median_ratio(times, 'padded_bmm', 'moe'), 3),
         bias_fold_speedup=round(median_ratio(times, 'biases_gathered', 'moe'), 3),
         fc1_bias_fold_speedup=round(median_ratio(times, 'fc1_bias_gathered', 'moe'), 3),
-        **floors,
+        **floor_ratios(times),
         peak_memory_mb={name: round(peak_memory_mb(step, device), 1)
                         for name, step in steps.items()})
 

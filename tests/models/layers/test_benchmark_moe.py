@@ -56,9 +56,10 @@ def test_mlp_benchmark_runs_on_tiny_sizes():
     result = benchmark.benchmark_mlp(torch.device('cpu'), nullcontext, repeats=2, batch=2,
                                      tokens=64, dims=64, num_experts=4, top_k=2, hidden=256)
     assert set(result['median_ms']) == {'moe', 'dense', 'reference', 'padded_bmm',
-                                        'biases_gathered', 'fc1_bias_gathered'}
+                                        'biases_gathered', 'fc1_bias_gathered',
+                                        'experts_products', 'dense_products', 'layer_products'}
     assert result['ratio_vs_dense'] > 0 and result['speedup_vs_loop'] > 0
-    assert result['layer_products_vs_dense'] > 0
+    assert result['layer_products_vs_dense'] > 0 and 'overhead_above_floor' in result
     assert all(mb > 0 for mb in result['peak_memory_mb'].values())
 
 
@@ -77,10 +78,15 @@ def test_gemm_floor_times_the_six_products_of_an_mlp_step():
     for key, want in dict(y=y, dx=dx, dw1=dw1, dw2=dw2, h=h).items():
         torch.testing.assert_close(out[key], want.detach())
     plan = plan_dispatch(torch.rand(32, 4).topk(2).indices, torch.rand(32, 2), 4)
-    ratios = benchmark.gemm_floor(torch.device('cpu'), repeats=2, tokens=32, dims=16,
-                                  num_experts=4, top_k=2, hidden=32, plan=plan)
+    ratios = _floor_ratios(torch.float32, plan)
     assert set(ratios) == {'gemm_floor_vs_dense', 'layer_products_vs_dense'}
     assert all(ratio > 0 for ratio in ratios.values())
+
+
+def _floor_ratios(dtype, plan=None):
+    steps = benchmark.floor_steps(torch.device('cpu'), tokens=32, dims=16, num_experts=4,
+                                  top_k=2, hidden=32, dtype=dtype, plan=plan)
+    return benchmark.floor_ratios(benchmark.time_interleaved(steps, 2, torch.device('cpu')))
 
 
 def test_cast_floor_casts_the_weights_and_their_gradients():
@@ -98,9 +104,17 @@ def test_cast_floor_casts_the_weights_and_their_gradients():
     assert master['dw1'].dtype == torch.float32
     assert torch.equal(master['dw1'], out['dw1'].float())
     assert torch.equal(master['dw2'], (h.t() @ dy).float())
-    ratios = benchmark.gemm_floor(torch.device('cpu'), repeats=2, tokens=32, dims=16,
-                                  num_experts=4, top_k=2, hidden=32, dtype=torch.bfloat16)
+    ratios = _floor_ratios(torch.bfloat16)
     assert set(ratios) == {'gemm_floor_vs_dense', 'gemm_cast_floor_vs_dense'}
+
+
+def test_overhead_above_floor_subtracts_each_side_s_products():
+    """MoE 12 = products 9 + 3 beyond them, dense 8 = products 7 + 1: (3 - 1) / 8."""
+    times = dict(moe=[12.0, 6.0], experts_products=[9.0, 4.5], dense=[8.0, 4.0],
+                 dense_products=[7.0, 3.5])
+    assert benchmark.overhead_above_floor(times) == 0.25
+    times.update(experts_products_casts=[10.0, 5.0], dense_products_casts=[7.5, 3.75])
+    assert benchmark.overhead_above_floor(times) == (2 - 0.5) / 8  # the casts are floor too
 
 
 def test_mlp_benchmark_in_bf16_autocast_on_cpu():
