@@ -40,7 +40,8 @@ MLP (E=16 experts, k=2, D=384, expert hidden 1536, 8 x 197 tokens):
     products and casts) minus the dense MLP's time beyond its own, over the dense MLP's
     step, the median over rounds: what routing, dispatch, combine and the per-expert biases
     cost above what the dense MLP spends outside its products (ratio_vs_dense minus the
-    floor understates it by the floor times the dense MLP's share of such work).
+    floor understates it by (floor - 1) times the share of the dense step spent outside its
+    products).
 The floors' products are timed in the same rounds as the layers.
 ``--keep-freed-memory`` first calls :func:`modzoo.engine.cpu_memory.keep_freed_memory`:
 glibc then reuses the freed pages of tensors over 32 MB (the experts' stacked weight
