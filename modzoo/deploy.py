@@ -18,7 +18,8 @@ MultiLane              scores [B, C] of the seen classes (sigmoid, or softmax
                        for single-label)
 =====================  =======================================================
 
-MoE layers switch to their export-friendly forward (``moe_export.py``). The batch size is a
+MoE layers switch to their export-friendly forward (``moe_export.py``) and, as in the exported
+graph, keep no statistics (the routers' usage counts stay as loaded). The batch size is a
 dynamic dimension of the exported graph; the image size is fixed at the example's.
 """
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from modzoo.heads.classification import ClsHead
 from modzoo.heads.dense import DenseHead
 from modzoo.heads.multilabel import MultiLabelClsHead
 from modzoo.models.layers.moe_export import set_export_dispatch
+from modzoo.models.layers.moe_router import statistics_paused
 from modzoo.models.multilane import MultiLane
 
 FORMATS = ('onnx', 'exported-program')
@@ -84,7 +86,10 @@ class TaskPredictor(nn.Module):
         return images
 
     def forward(self, images: Tensor) -> Tensor:
-        x = self.preprocess(images)
+        with statistics_paused():
+            return self._predict(self.preprocess(images))
+
+    def _predict(self, x: Tensor) -> Tensor:
         if isinstance(self.model, MultiLane):
             head = self.model.head
             logits = head.seen_logits(self.model.backbone(x, self.pathways), self.pathways)

@@ -112,6 +112,15 @@ def test_predictor_matches_the_models_predict():
     torch.testing.assert_close(scores, torch.stack([s.pred_score for s in samples]))
 
 
+def test_predictor_keeps_no_statistics():
+    model = moe_model()
+    usage = {name: layer.router.usage.clone() for name, layer in model.backbone.moe_layers()}
+    with torch.no_grad():
+        TaskPredictor(model, 'cls')(torch.rand(2, 3, 32, 32) * 255)
+    for name, layer in model.backbone.moe_layers():
+        assert torch.equal(layer.router.usage, usage[name]), name
+
+
 def test_export_tool_writes_a_program_that_loads(tmp_path):
     model = small_model('quickstart/vit-tiny_synth_mtl.py', dict(SMALL_VIT, out_indices=(1, )))
     ckpt, config = str(tmp_path / 'model.pth'), str(tmp_path / 'config.py')

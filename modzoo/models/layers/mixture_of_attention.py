@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from modzoo.registry import MODELS
 from .moe_dispatch import (combine, dispatch, expert_capacity, from_slots, grouped_linear,
                            plan_dispatch, to_slots)
-from .moe_export import all_experts_attention
+from .moe_export import SideBySide, all_experts_attention
 from .moe_losses import MoEAuxLoss
 from .moe_mlp import init_experts
 from .moe_router import TaskRouter, TaskSpec
@@ -85,6 +85,7 @@ class MixtureOfAttentionHeads(nn.Module):
         self.kv = nn.Linear(embed_dim, 2 * self.head_dims, bias=kv_bias)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
+        self.q_side_by_side = SideBySide()  # q_weight as [D, E * d] (moe_export.py)
         self.expert_init = expert_init
         self.reset_parameters()
 

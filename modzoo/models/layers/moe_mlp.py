@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from modzoo.registry import MODELS
 from .moe_dispatch import combine, dispatch, expert_capacity, grouped_linear, plan_dispatch
-from .moe_export import all_experts_mlp, expert_gates
+from .moe_export import SideBySide, all_experts_mlp, expert_gates
 from .moe_losses import MoEAuxLoss
 from .moe_router import TaskRouter, TaskSpec
 
@@ -100,6 +100,7 @@ class MoEMlp(nn.Module):
         self.fc2_bias = nn.Parameter(torch.zeros(num_experts, embed_dim))
         self.act = nn.GELU()
         self.drop = nn.Dropout(drop)
+        self.fc1_side_by_side = SideBySide()  # fc1_weight as [D, E * H] (moe_export.py)
         self.expert_init = expert_init
         self.reset_parameters()
 

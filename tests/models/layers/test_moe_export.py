@@ -69,3 +69,73 @@ def first_experts(tensor, num_experts, k):
     """``tensor`` with its expert axis (the first of size ``num_experts``) cut to ``k``."""
     axes = [i for i, size in enumerate(tensor.shape) if size == num_experts]
     return tensor.narrow(axes[0], 0, k) if axes else tensor
+
+
+def reference_top_k_layer(layer, x):
+    """A layer of E == k experts computed expert by expert: sum_e g_e expert_e(x), gates the
+    renormalised router probabilities (every token uses every expert)."""
+    tokens = x.reshape(-1, x.shape[-1])
+    gates = (tokens @ layer.router.weight[0].t()).softmax(-1)  # [S, E]
+    if isinstance(layer, MoEMlp):
+        outs = [torch.nn.functional.gelu(tokens @ layer.fc1_weight[e] + layer.fc1_bias[e])
+                @ layer.fc2_weight[e] + layer.fc2_bias[e] for e in range(layer.num_experts)]
+    else:
+        key, value = layer.kv(x).chunk(2, dim=-1)  # [B, N, d]
+        outs = [(torch.softmax(x @ layer.q_weight[e] @ key.transpose(1, 2)
+                               / layer.head_dims ** 0.5, -1) @ value
+                 ).reshape(tokens.shape[0], -1) @ layer.out_weight[e]
+                for e in range(layer.num_experts)]
+    out = sum(gates[:, e:e + 1] * outs[e] for e in range(layer.num_experts))
+    return out.view(x.shape)
+
+
+@pytest.mark.parametrize('grad', [False, True])
+@pytest.mark.parametrize('layer_type', [MoEMlp, MixtureOfAttentionHeads])
+def test_layer_of_top_k_experts_equals_the_experts_one_by_one(layer_type, grad):
+    """E == k: one product over the experts side by side, the gates on the hidden units
+    (heads), a second product: the experts' outputs summed by their gates, to 1e-6 in fp32."""
+    torch.manual_seed(0)
+    kwargs = dict(num_heads=3) if layer_type is MixtureOfAttentionHeads else dict(top_k=3)
+    layer = layer_type(24, num_experts=3, **kwargs).eval()
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(2, 5, 24)
+    with torch.set_grad_enabled(grad):
+        out, _ = layer(x)
+        expected = reference_top_k_layer(layer, x)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize('layer_type', [MoEMlp, MixtureOfAttentionHeads])
+def test_side_by_side_weights_are_cached_and_follow_weight_changes(layer_type):
+    torch.manual_seed(0)
+    kwargs = dict(num_heads=2) if layer_type is MixtureOfAttentionHeads else dict(top_k=2)
+    layer = layer_type(16, num_experts=2, **kwargs).eval()
+    name = 'q_weight' if layer_type is MixtureOfAttentionHeads else 'fc1_weight'
+    side_by_side = getattr(layer, name.split('_')[0] + '_side_by_side')
+    x = torch.randn(1, 4, 16)
+    with torch.no_grad():
+        layer(x)
+        built = side_by_side.matrix
+        layer(x)
+        assert side_by_side.matrix is built  # inference: built once
+        getattr(layer, name).mul_(-2.0)  # in place, as an optimizer step
+        torch.testing.assert_close(layer(x)[0], reference_top_k_layer(layer, x))
+        state = {k: v.clone() for k, v in layer.state_dict().items()}
+        state[name].normal_()
+        layer.load_state_dict(state)
+        torch.testing.assert_close(layer(x)[0], reference_top_k_layer(layer, x))
+    # training: built anew each pass, the gradient reaches the experts' weights
+    layer(x)[0].sum().backward()
+    assert getattr(layer, name).grad.abs().sum() > 0
+
+
+def test_kept_slot_gates_rank_experts_listed_in_expert_order_by_preference():
+    # k = E = 2: the router lists the experts in expert order, not by preference; capacity 1:
+    # expert 1 is token 0's first choice and token 1's second, so token 0 keeps it
+    ranked = Routing(None, None, torch.tensor([[1, 0], [0, 1]]),
+                     torch.tensor([[0.75, 0.25], [0.625, 0.375]]), 0)
+    in_order = Routing(None, None, torch.tensor([[0, 1], [0, 1]]),
+                       torch.tensor([[0.25, 0.75], [0.625, 0.375]]), 0)
+    assert kept_slot_gates(ranked, 2, capacity=1).tolist() == [[0.75, 0.0], [0.625, 0.0]]
+    assert kept_slot_gates(in_order, 2, capacity=1).tolist() == [[0.0, 0.75], [0.625, 0.0]]
