@@ -188,7 +188,9 @@ class TaskRouter(nn.Module):
         t = self.task_index(task)
         r = 0 if self.shared else t
         dtype = torch.promote_types(x.dtype, torch.float32)
-        with torch.autocast(x.device.type, enabled=False):
+        device = x.device.type  # autocast off where it is on (entering it costs ~15 us)
+        with (torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device)
+              else contextlib.nullcontext()):
             x = x.to(dtype)
             logits = F.linear(x, self.weight[r].to(dtype))
             if self.noise_weight is not None and self.training:
