@@ -75,7 +75,8 @@ class SideBySide:
     (training: the gradient flows back to it) and under ``torch.compile`` / export (the copy is
     then part of the graph); otherwise (inference) built once and kept until the weight is
     replaced or changed in place (``load_state_dict``, an optimizer step: its version counter
-    moves; a write through ``weight.data`` is not seen).
+    moves; a write through ``weight.data`` is not seen), or until ``torch.inference_mode`` is
+    entered or left (a copy made inside cannot serve autograd outside).
     """
 
     def __init__(self):
@@ -84,7 +85,8 @@ class SideBySide:
     def __call__(self, weight: Tensor) -> Tensor:
         if (torch.is_grad_enabled() and weight.requires_grad) or torch.compiler.is_compiling():
             return weight.transpose(0, 1).reshape(weight.shape[1], -1)
-        key = (id(weight), weight.data_ptr(), weight._version, weight.shape, weight.dtype)
+        key = (id(weight), weight.data_ptr(), weight._version, weight.shape, weight.dtype,
+               torch.is_inference_mode_enabled())
         if key != self.key:
             self.key = key
             self.matrix = weight.detach().transpose(0, 1).reshape(weight.shape[1], -1)

@@ -128,6 +128,13 @@ def test_side_by_side_weights_are_cached_and_follow_weight_changes(layer_type):
     # training: built anew each pass, the gradient reaches the experts' weights
     layer(x)[0].sum().backward()
     assert getattr(layer, name).grad.abs().sum() > 0
+    # frozen experts: the cached copy serves autograd, one made in inference mode is not kept
+    getattr(layer, name).requires_grad_(False).mul_(0.5)
+    with torch.inference_mode():
+        layer(x)
+    tokens = x.clone().requires_grad_()
+    layer(tokens)[0].sum().backward()
+    assert tokens.grad.abs().sum() > 0
 
 
 def test_kept_slot_gates_rank_experts_listed_in_expert_order_by_preference():
