@@ -85,8 +85,10 @@ def main():
     args = parse_args()
     cfg = load_checked_config(args, merge_args)
     from modzoo.engine import check_tasks
+    from modzoo.engine.cpu_memory import apply_env_cfg
     from modzoo.evaluation import PriorBaseline
     check_tasks(cfg)
+    apply_env_cfg(cfg)
     runner = build_runner(cfg, quiet=not args.verbose)
     log_file = osp.join(runner.log_dir, f'{runner.timestamp}.log')
 

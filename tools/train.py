@@ -94,14 +94,12 @@ def main():
 
     from modzoo.engine import (check_tasks, check_weighting_sampler, check_weighting_strategy,
                                init_distributed, use_safe_checkpoints)
+    from modzoo.engine.cpu_memory import apply_env_cfg
     check_tasks(cfg)
     check_weighting_sampler(cfg)
     check_weighting_strategy(cfg)
     use_safe_checkpoints()
-    if (cfg.get('env_cfg') or {}).get('keep_freed_memory'):
-        from modzoo.engine.cpu_memory import keep_freed_memory
-        if not keep_freed_memory():
-            print('env_cfg.keep_freed_memory: this C library is not glibc, left as it is')
+    apply_env_cfg(cfg)
     init_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()

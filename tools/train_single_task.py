@@ -90,12 +90,14 @@ def main():
     from mmengine.runner import Runner
 
     from modzoo.engine import init_distributed, use_safe_checkpoints, write_atomic
+    from modzoo.engine.cpu_memory import apply_env_cfg
     stem = osp.splitext(osp.basename(args.config))[0]
     work_dir = args.work_dir or osp.join('./work_dirs', f'{stem}_single_task')
     all_tasks = list(cfg.model.heads)
     tasks = args.tasks or all_tasks
     configs = {task: single_task_config(cfg, task) for task in tasks}  # fail before training
     use_safe_checkpoints()
+    apply_env_cfg(cfg)
     init_distributed(cfg)
     for task, task_cfg in configs.items():
         task_cfg.work_dir = osp.join(work_dir, task)

@@ -27,3 +27,10 @@ def keep_freed_memory() -> bool:
     if not hasattr(libc, 'mallopt') or not hasattr(libc, 'gnu_get_libc_version'):
         return False
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, INT_MAX))
+
+
+def apply_env_cfg(cfg) -> None:
+    """Call :func:`keep_freed_memory` where the config's ``env_cfg.keep_freed_memory`` asks
+    for it (the training tools do, before they build the Runner); say so where it cannot."""
+    if (cfg.get('env_cfg') or {}).get('keep_freed_memory') and not keep_freed_memory():
+        print('env_cfg.keep_freed_memory: this C library is not glibc, left as it is')
