@@ -212,6 +212,20 @@ def test_rlw_draws_the_same_weights_from_the_same_seed():
     assert torch.equal(wa, wb) and torch.isclose(wa.sum(), torch.tensor(3.0))
 
 
+@pytest.mark.parametrize('name', ['RLW', 'PCGrad', 'GradVac'])
+def test_random_draws_follow_the_run_seed_unless_seeded(name):
+    """seed=None takes the run's seed (what randomness.seed passes to torch.manual_seed)."""
+    def draws(**kwargs):
+        generator = build(name, 4, **kwargs)
+        generator = getattr(generator, 'order', generator).generator
+        return torch.randn(8, generator=generator)
+
+    torch.manual_seed(7)
+    run_7 = draws()
+    torch.manual_seed(8)
+    assert torch.equal(run_7, draws(seed=7)) and not torch.equal(run_7, draws())
+
+
 def test_famo_lowers_the_weight_of_the_task_that_improves_faster():
     w = build('FAMO', lr=0.1)
     for _ in range(10):

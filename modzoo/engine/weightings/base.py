@@ -1,5 +1,8 @@
 """The interface every multi-task weighting implements."""
+from typing import Optional
+
 import torch
+from mmengine.dist import broadcast_object_list
 
 
 class Weighting:
@@ -78,3 +81,14 @@ class Weighting:
 def present(losses):
     """[T] bool mask of the tasks that have a loss in this step."""
     return ~torch.isnan(losses)
+
+
+def seeded_generator(seed: Optional[int]) -> torch.Generator:
+    """A CPU generator for a method's random draws, the same on every rank: seeded with
+    ``seed``, or, when it is None, with the run's seed (rank 0's ``torch.initial_seed()``,
+    which mmengine's ``randomness.seed`` sets), so that each seed of a run draws anew."""
+    if seed is None:
+        seed = [torch.initial_seed()]
+        broadcast_object_list(seed)
+        seed = seed[0]
+    return torch.Generator().manual_seed(seed)

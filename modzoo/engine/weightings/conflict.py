@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from modzoo.registry import WEIGHTINGS
-from .base import Weighting
+from .base import Weighting, seeded_generator
 from .solvers import gram, minimize_on_simplex
 
 
@@ -20,10 +20,11 @@ class _GradientMethod(Weighting):
 
 
 class _RandomOrder:
-    """Task orders drawn from a seeded generator: every rank draws the same."""
+    """Task orders drawn from a seeded generator (see :func:`seeded_generator`): every rank
+    draws the same."""
 
     def __init__(self, seed):
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = seeded_generator(seed)
 
     def others(self, i, num_tasks):
         order = torch.randperm(num_tasks, generator=self.generator).tolist()
@@ -38,10 +39,10 @@ class PCGrad(_GradientMethod):
     For each task i, in a random order of the others j: when ``g_i' . g_j < 0`` remove the
     conflicting component, ``g_i' -= (g_i' . g_j) / ||g_j||^2 g_j``. Returns ``sum_i g_i'``
     (equal to EW's ``sum_i g_i`` when no pair conflicts). No hyper-parameters; ``seed``
-    seeds the orders.
+    seeds the orders (None: the run's ``randomness.seed``).
     """
 
-    def __init__(self, num_tasks, seed=0):
+    def __init__(self, num_tasks, seed=None):
         super().__init__(num_tasks)
         self.order = _RandomOrder(seed)
 
@@ -74,10 +75,11 @@ class GradVac(_GradientMethod):
 
     Args:
         beta (float): EMA rate of the targets (paper: 1e-2; LibMTL's default 0.5).
-        seed (int): seeds the random order of the other tasks.
+        seed (int, optional): seeds the random order of the other tasks (None: the run's
+            ``randomness.seed``).
     """
 
-    def __init__(self, num_tasks, beta=1e-2, seed=0):
+    def __init__(self, num_tasks, beta=1e-2, seed=None):
         super().__init__(num_tasks)
         self.beta = beta
         self.targets = torch.zeros(num_tasks, num_tasks)

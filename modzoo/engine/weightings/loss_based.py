@@ -6,7 +6,7 @@ and returns weights ``[T]``. All but GLS also work when a step holds one task.
 import torch
 
 from modzoo.registry import WEIGHTINGS
-from .base import Weighting, present
+from .base import Weighting, present, seeded_generator
 
 
 @WEIGHTINGS.register_module()
@@ -176,15 +176,15 @@ class RLW(Weighting):
     TMLR 2022): fresh weights every step, ``softmax(z)`` with ``z ~ N(0, 1)``.
 
     The paper's weights sum to 1; here they are scaled by T so that their mean is 1, as for
-    EW, and the same learning rate applies. The draw comes from a generator seeded with
-    ``seed``, so every rank draws the same weights.
+    EW, and the same learning rate applies. The draws come from a generator seeded with
+    ``seed`` (None: the run's ``randomness.seed``), the same on every rank.
 
     Regime: any.
     """
 
-    def __init__(self, num_tasks, seed=0):
+    def __init__(self, num_tasks, seed=None):
         super().__init__(num_tasks)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = seeded_generator(seed)
 
     def weights(self, losses):
         z = torch.randn(self.num_tasks, generator=self.generator)
