@@ -114,9 +114,13 @@ def check_cached_types(cfg, filename: Optional[str] = None) -> None:
 def load_checked_config(args, merge_args: Callable) -> Config:
     """A tool's config: ``args.config`` with ``merge_args(cfg, args)`` (its command line)
     applied, every ``type`` checked first against the cache, without torch (a typo fails at
-    once), then in full by :func:`~modzoo.engine.check_types` (which imports torch)."""
+    once), then in full by :func:`~modzoo.engine.check_types` (which imports torch). Its
+    text is formatted once however often the run logs or dumps it
+    (:func:`~modzoo.engine.config_text.format_config_text_once`)."""
     cfg = merge_args(Config.fromfile(args.config), args)
     check_cached_types(cfg, args.config)
     from modzoo.engine import check_types
+    from modzoo.engine.config_text import format_config_text_once
     check_types(cfg, args.config)
+    format_config_text_once()
     return cfg
