@@ -93,25 +93,25 @@ class SideBySide:
         return self.matrix
 
 
-def scale_chunks(chunks: Tensor, gates: Tensor) -> Tensor:
-    """Chunk e of each token times its gate: ``chunks`` [S, E, H] (hidden units, heads),
-    ``gates`` [S, E] -> [S, E * H]. In place when autograd does not record it (inference: a
-    fresh [S, E * H] buffer costs the CPU more than the product itself)."""
-    gates = gates.to(chunks.dtype).unsqueeze(-1)
-    if chunks.requires_grad or gates.requires_grad:
+def scale_chunks(units: Tensor, gates: Tensor) -> Tensor:
+    """Chunk e of each token's units times its gate: ``units`` [S, E * H] (hidden units,
+    heads), ``gates`` [S, E] of the same dtype -> [S, E * H]. In place when autograd does not
+    record it (inference: a fresh [S, E * H] buffer costs the CPU more than the product)."""
+    chunks, gates = units.view(gates.shape + (-1, )), gates.unsqueeze(-1)  # [S, E, H], [S, E, 1]
+    if units.requires_grad or gates.requires_grad:
         return (chunks * gates).flatten(1)
-    return chunks.mul_(gates).flatten(1)
+    chunks.mul_(gates)
+    return units
 
 
 def all_experts_mlp(layer, tokens: Tensor, gates: Tensor) -> Tensor:
     """``MoEMlp`` on ``tokens`` [S, D] with the gates [S, E] of :func:`expert_gates` -> [S, D]:
     sum_e g_e (act(x W1_e + b1_e) W2_e + b2_e), as act(x [W1_1 .. W1_E] + b1) [S, E * H]
     scaled chunk by chunk by the gates, times [W2_1; ..; W2_E] [E * H, D]."""
-    num_experts, _, hidden = layer.fc1_weight.shape
     gates = gates.to(tokens.dtype)
     h = torch.addmm(layer.fc1_bias.flatten(), tokens, layer.fc1_side_by_side(layer.fc1_weight))
-    h = scale_chunks(layer.drop(layer.act(h)).view(-1, num_experts, hidden), gates)
-    fc2 = layer.fc2_weight.reshape(num_experts * hidden, -1)  # [E * H, D], no copy
+    h = scale_chunks(layer.drop(layer.act(h)), gates)
+    fc2 = layer.fc2_weight.flatten(0, 1)  # [E * H, D], no copy
     return layer.drop(torch.addmm(gates @ layer.fc2_bias, h, fc2))
 
 
@@ -124,17 +124,18 @@ def all_experts_attention(layer, x: Tensor, routing: Routing,
     batch, num_tokens, _ = x.shape
     k, d, num_experts = layer.num_heads, layer.head_dims, layer.num_experts
     tokens = x.reshape(batch * num_tokens, -1)
-    q = (tokens @ layer.q_side_by_side(layer.q_weight)).view(-1, num_experts, d)  # [S, E, d]
-    slots = routing.topk_experts.unsqueeze(-1).expand(-1, -1, d)  # [S, k, d]
+    q = tokens @ layer.q_side_by_side(layer.q_weight)  # [S, E * d]
     if num_experts == k:  # every token uses every expert: the experts are the slots
         gates = expert_gates(routing, num_experts, capacity)
     else:
-        gates, q = kept_slot_gates(routing, num_experts, capacity), q.gather(1, slots)
+        slots = routing.topk_experts.unsqueeze(-1).expand(-1, -1, d)  # [S, k, d]
+        gates = kept_slot_gates(routing, num_experts, capacity)
+        q = q.view(-1, num_experts, d).gather(1, slots)
     key, value = layer.kv(x).unsqueeze(1).chunk(2, dim=-1)  # [B, 1, N, d] each
     heads = F.scaled_dot_product_attention(
         q.reshape(batch, 1, num_tokens * k, d), key, value,
         dropout_p=layer.attn_drop if layer.training else 0.0)
-    heads = scale_chunks(heads.view(-1, k, d), gates)  # [S, k * d]
+    heads = scale_chunks(heads.reshape(-1, k * d), gates.to(heads.dtype))  # [S, k * d]
     if num_experts != k:
         heads = heads.new_zeros(tokens.shape[0], num_experts, d).scatter(
             1, slots, heads.view(-1, k, d)).flatten(1)

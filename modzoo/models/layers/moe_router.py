@@ -104,6 +104,7 @@ class TaskRouter(nn.Module):
         Neither is updated while :func:`statistics_paused` (recomputation).
         allowed: None, or [T, E] bool after :meth:`restrict` (not saved: the model that
             restricts its routers does so when it is built).
+        expert_ids: [E] long, 0 .. E - 1 (not saved): the experts of every token when k = E.
     """
 
     def __init__(self,
@@ -138,6 +139,7 @@ class TaskRouter(nn.Module):
         self.usage_momentum = usage_momentum
         self.register_buffer('usage_ema', torch.zeros(len(self.task_names), num_experts))
         self.register_buffer('allowed', None, persistent=False)
+        self.register_buffer('expert_ids', torch.arange(num_experts), persistent=False)
         self.init_std = init_std
         self.reset_parameters()
 
@@ -192,18 +194,18 @@ class TaskRouter(nn.Module):
         with (torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device)
               else contextlib.nullcontext()):
             x = x.to(dtype)
-            logits = F.linear(x, self.weight[r].to(dtype))
+            # logits as [E, S], the softmax over the experts as the first axis of a contiguous
+            # tensor: on the CPU a softmax over a short last axis runs ~5x slower than one
+            # vectorised over the tokens, and [E, D] x [D, S] is faster than [S, D] x [D, E]
+            logits = torch.mm(self.weight[r].to(dtype), x.t())
             if self.noise_weight is not None and self.training:
                 std = F.softplus(F.linear(x, self.noise_weight[r].to(dtype))) + self.noise_eps
-                logits = logits + torch.randn_like(logits) * std
+                logits = logits + (torch.randn_like(std) * std).t()
             if self.allowed is not None:
-                logits = logits.masked_fill(~self.allowed[t], float('-inf'))
-            # over the experts as the first axis of [E, S]: on the CPU a softmax over a
-            # short last axis runs ~5x slower than one vectorised over the tokens
-            probs = logits.t().softmax(dim=0).t()
+                logits = logits.masked_fill(~self.allowed[t, :, None], float('-inf'))
+            logits, probs = logits.t(), logits.softmax(dim=0).t()  # [S, E] views
             if self.top_k == self.num_experts:  # every token uses every expert: none to pick
-                gates, experts = probs, torch.arange(self.num_experts,
-                                                     device=x.device).expand(x.shape[0], -1)
+                gates, experts = probs, self.expert_ids.expand(x.shape[0], -1)
             else:
                 gates, experts = probs.topk(self.top_k, dim=-1)
             if self.prob_floor:
