@@ -203,6 +203,46 @@ def test_fmtl_with_zero_radius_is_its_base_weighting():
     assert not torch.allclose(c.backbone.blocks[0].weight, a.backbone.blocks[0].weight)
 
 
+def test_fmtl_on_two_sources_perturbs_each_task_on_its_own_samples():
+    """A batch of two sources (4 samples for a, 4 for b): the step is F-MTL's formula with EW
+    (shared: the sum of the gradients at each task's perturbed point; head t: its gradient
+    at task t's point), and each perturbed forward sees only its task's 4 samples."""
+    a, b = make_batch(n=4, seed=1, tasks=('a', )), make_batch(n=4, seed=2, tasks=('b', ))
+    batch = dict(inputs=a['inputs'] + b['inputs'], data_samples=a['data_samples']
+                 + b['data_samples'])
+    model, rho = make_model(), 0.5
+    reference = copy.deepcopy(model)
+    shared = list(reference.backbone.parameters())
+    expected_shared = [p.detach().clone() for p in shared]
+    expected_heads = {}
+    for t in TASKS:
+        point = copy.deepcopy(reference)
+        head = list(point.heads[t].parameters())
+        loss = point.loss(*point.data_preprocessor(batch, True).values())[f'loss_{t}']
+        grads = torch.autograd.grad(loss, list(point.backbone.parameters()) + head)
+        g, h = grads[:len(shared)], grads[len(shared):]
+        with torch.no_grad():
+            for params, step in ((point.backbone.parameters(), g), (head, h)):
+                norm = torch.cat([x.reshape(-1) for x in step]).norm()
+                for p, x in zip(params, step):
+                    p.add_(rho * x / norm)
+        loss = point.loss(*point.data_preprocessor(batch, True).values())[f'loss_{t}']
+        grads = torch.autograd.grad(loss, list(point.backbone.parameters()) + head)
+        for e, x in zip(expected_shared, grads[:len(shared)]):
+            e.sub_(0.1 * x)
+        expected_heads[t] = [p0.detach() - 0.1 * x
+                             for p0, x in zip(reference.heads[t].parameters(), grads[len(shared):])]
+    seen = []
+    model.backbone.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    model.train_step(batch, wrapper(model, 'FMTL', rho=rho))
+    assert seen == [4, 4, 4, 4]  # one forward of both sources, then one per task
+    for p, e in zip(model.backbone.parameters(), expected_shared):
+        torch.testing.assert_close(p.detach(), e)
+    for t in TASKS:
+        for p, e in zip(model.heads[t].parameters(), expected_heads[t]):
+            torch.testing.assert_close(p.detach(), e)
+
+
 def test_famo_takes_its_step_after_the_update():
     model = make_model()
     optim = wrapper(model, 'FAMO')

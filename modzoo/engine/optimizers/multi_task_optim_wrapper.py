@@ -211,7 +211,8 @@ class MultiTaskOptimWrapper(OptimWrapper):
     @torch.no_grad()
     def _sharpness_grads(self, model, module, data, shared, grads):
         """F-MTL: each task's gradient at its perturbed point ([T, P]); the heads' gradients
-        are replaced by theirs at the perturbed points."""
+        are replaced by theirs at the perturbed points. Each perturbed forward runs on the
+        samples labelled for its task only (all of them when one source labels every task)."""
         rho = self.weighting.rho
         origin = [p.detach().clone() for p in shared]
         sam_rows, head_grads = [], {}
@@ -225,7 +226,8 @@ class MultiTaskOptimWrapper(OptimWrapper):
                 p.grad = None
             sync_off = model.no_sync() if hasattr(model, 'no_sync') else contextlib.nullcontext()
             with torch.enable_grad(), sync_off, self.optim_context(model):
-                loss = self._split(model._run_forward(data, mode='loss'))[0][task]
+                losses = model._run_forward(_samples_of_task(data, task), mode='loss')
+                loss = self._split(losses)[0][task]
                 loss.backward()
             sam_rows.append(_take_grads(shared, torch.zeros(len(shared), dtype=torch.bool)))
             head_grads[task] = [p.grad for p in head]
@@ -240,6 +242,20 @@ class MultiTaskOptimWrapper(OptimWrapper):
         _all_reduce_grads([p for t in self.tasks for p in module.heads[t].parameters()
                            if p.requires_grad])
         return _all_reduce_mean(torch.stack(sam_rows))
+
+
+def _samples_of_task(data, task):
+    """The preprocessed batch ``data`` reduced to the samples labelled for ``task`` (a sample
+    without ``tasks`` counts as labelled for every task)."""
+    samples = data.get('data_samples') if isinstance(data, dict) else None
+    if not samples:
+        return data
+    idx = [i for i, s in enumerate(samples) if task in s.metainfo.get('tasks', (task, ))]
+    if len(idx) == len(samples):
+        return data
+    inputs = data['inputs']
+    inputs = inputs[idx] if isinstance(inputs, torch.Tensor) else [inputs[i] for i in idx]
+    return dict(data, inputs=inputs, data_samples=[samples[i] for i in idx])
 
 
 class _BackboneOutputs:

@@ -21,7 +21,8 @@ class FMTL(_GradientMethod):
         rho (float): the perturbation radius (SAM's default 0.05).
 
     Cost: per step one forward and T backward passes, then T more forward and backward
-    passes at the perturbed points. Regime: every task in every step.
+    passes at the perturbed points, each on the samples labelled for its task (the whole
+    batch when one source labels every task). Regime: every task in every step.
     """
     perturbs = True
 
