@@ -9,9 +9,11 @@ TaskExpert-tiny NYUD-v2 SynthScenes config) prints one JSON line:
   optim wrapper and weighting state;
 * ``ratio_vs_ew``: median over rounds of (method step / EW step in the same round); the
   methods run round-robin, each round in a new order, so a noisy machine affects all alike;
-* ``backward_passes``: backward passes through the whole model per step (gradient methods:
-  one per task, F-MTL twice that plus T forward passes; MGDA-UB one, after T passes from
-  the losses to the backbone's output only).
+* ``backward_passes``: backward passes per step (gradient methods: one per task, F-MTL twice
+  that plus T forward passes; MGDA-UB one, after T passes from the losses to the backbone's
+  output only). Each runs through the whole batch when one source labels every task; with one
+  batch per source (``mode='all_sources'``) a task's pass runs through its own source's
+  samples only, as ``MultiTaskModel`` runs the backbone once per source.
 """
 import argparse
 import copy
